@@ -1,0 +1,273 @@
+"""EnvConfig: every number of the world in one validated, hashable dataclass.
+
+`make_params(config)` turns it into `EnvParams` (device arrays plus static
+shapes). Invalid settings raise `ValueError` naming the field, at
+construction, before anything is compiled.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import jax.numpy as jnp
+import numpy as np
+
+from envs import catalog
+from envs import templates as tpl
+from envs.types import BankArrays, EnvParams
+from envs.workload import Bank, generate_bank
+
+DEFAULT_ROLE_MODELS = (("worker", "8B"), ("agent", "14B"), ("planner", "32B"), ("judge", "70B-fp8"))
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    n_servers: int = 16
+    max_servers: int | None = None  # pad to this many (default: n_servers)
+    gpu_weights: tuple[float, ...] = catalog.DEFAULT_GPU_WEIGHTS
+    gpu_types: tuple[str, ...] | None = None  # a fixed cluster instead of sampling
+    gpus: tuple[catalog.GpuSpec, ...] = catalog.DEFAULT_GPUS
+    models: tuple[catalog.ModelSpec, ...] = catalog.DEFAULT_MODELS
+    role_models: tuple[tuple[str, str], ...] = DEFAULT_ROLE_MODELS
+    max_tasks: int = 16
+    window: int | None = None  # workflow slots (default: max(8, 2 * max_servers))
+    workflows_per_server: float = 4.0  # episode length E = round(this * n_servers)
+    n_workflows: int | None = None  # or set E directly
+    max_workflows: int | None = None  # static bound on E (default: E at max_servers)
+    rho: float = 0.7
+    template_weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 1.0, 1.0)
+    apps_per_template: int = 2
+    bank_size: int = 4096
+    workload_seed: int = 0
+    output_sigma: float = 0.5
+    net_latency_s: float = catalog.NET_LATENCY_S
+    task_overhead_s: float = catalog.TASK_OVERHEAD_S
+    mem_headroom: float = catalog.MEM_HEADROOM
+    prefix_cache_slots: int = catalog.PREFIX_CACHE_SLOTS
+    queue_cap: int = 8
+    reward_scale: float = 100.0
+    arrival_chunk: int = 8
+    bank: Bank | None = field(default=None, compare=False, hash=False)  # workflows from files
+
+    def replace(self, **kw) -> "EnvConfig":
+        return dataclasses.replace(self, **kw)
+
+    # ---- derived ----
+    @property
+    def padded_servers(self) -> int:
+        return self.max_servers if self.max_servers is not None else self.n_servers
+
+    @property
+    def episode_workflows(self) -> int:
+        if self.n_workflows is not None:
+            return self.n_workflows
+        return max(1, int(round(self.workflows_per_server * self.n_servers)))
+
+    @property
+    def workflow_bound(self) -> int:
+        if self.max_workflows is not None:
+            return self.max_workflows
+        if self.n_workflows is not None:
+            return self.n_workflows
+        return max(1, int(round(self.workflows_per_server * self.padded_servers)))
+
+    @property
+    def window_slots(self) -> int:
+        return self.window if self.window is not None else max(8, 2 * self.padded_servers)
+
+    def model_index(self, name: str, field_name: str) -> int:
+        names = [m.name for m in self.models]
+        if name not in names:
+            raise ValueError(f"{field_name}: unknown model {name!r} (catalog has {names})")
+        return names.index(name)
+
+    def gpu_index(self, name: str, field_name: str) -> int:
+        names = [g.name for g in self.gpus]
+        if name not in names:
+            raise ValueError(f"{field_name}: unknown GPU {name!r} (catalog has {names})")
+        return names.index(name)
+
+    def validate(self) -> None:
+        def need(cond, fld, msg):
+            if not cond:
+                raise ValueError(f"{fld}: {msg}")
+
+        need(isinstance(self.n_servers, int) and self.n_servers >= 1, "n_servers", f"must be an integer >= 1, got {self.n_servers!r}")
+        need(self.padded_servers >= self.n_servers, "max_servers", f"{self.max_servers} is below n_servers={self.n_servers}")
+        need(1 <= self.max_tasks <= 32, "max_tasks", f"must be in 1..32 (tasks are a 32-bit parent mask), got {self.max_tasks}")
+        need(self.rho > 0 and np.isfinite(self.rho), "rho", f"must be > 0, got {self.rho}")
+        need(self.window_slots >= 1, "window", f"must be >= 1, got {self.window}")
+        need(self.episode_workflows >= 1, "n_workflows", f"must be >= 1, got {self.episode_workflows}")
+        need(self.workflow_bound >= self.episode_workflows, "max_workflows",
+             f"{self.workflow_bound} is below the episode's {self.episode_workflows} workflows")
+        need(self.bank_size >= 1, "bank_size", f"must be >= 1, got {self.bank_size}")
+        need(self.output_sigma >= 0, "output_sigma", f"must be >= 0, got {self.output_sigma}")
+        need(self.net_latency_s >= 0, "net_latency_s", f"must be >= 0, got {self.net_latency_s}")
+        need(self.task_overhead_s >= 0, "task_overhead_s", f"must be >= 0, got {self.task_overhead_s}")
+        need(0 < self.mem_headroom <= 1, "mem_headroom", f"must be in (0, 1], got {self.mem_headroom}")
+        need(self.prefix_cache_slots >= 1, "prefix_cache_slots", f"must be >= 1, got {self.prefix_cache_slots}")
+        need(self.queue_cap >= 1, "queue_cap", f"must be >= 1, got {self.queue_cap}")
+        need(self.reward_scale > 0, "reward_scale", f"must be > 0, got {self.reward_scale}")
+        need(self.arrival_chunk >= 1, "arrival_chunk", f"must be >= 1, got {self.arrival_chunk}")
+        for i, g in enumerate(self.gpus):
+            for f in ("mem_gb", "prefill_tps_8b", "decode_tps_8b", "load_gbps"):
+                need(getattr(g, f) > 0, f"gpus[{i}].{f}", f"must be > 0, got {getattr(g, f)}")
+        for i, m in enumerate(self.models):
+            for f in ("params_b", "mem_gb"):
+                need(getattr(m, f) > 0, f"models[{i}].{f}", f"must be > 0, got {getattr(m, f)}")
+        need(len(self.gpu_weights) == len(self.gpus), "gpu_weights", f"needs {len(self.gpus)} entries, got {len(self.gpu_weights)}")
+        need(all(w >= 0 for w in self.gpu_weights) and sum(self.gpu_weights) > 0, "gpu_weights", "must be >= 0 with a positive sum")
+        need(len(self.template_weights) == len(tpl.TEMPLATES), "template_weights",
+             f"needs {len(tpl.TEMPLATES)} entries ({', '.join(tpl.TEMPLATE_NAMES)}), got {len(self.template_weights)}")
+        need(all(w >= 0 for w in self.template_weights) and sum(self.template_weights) > 0, "template_weights", "must be >= 0 with a positive sum")
+        need(self.apps_per_template >= 1, "apps_per_template", f"must be >= 1, got {self.apps_per_template}")
+        roles = dict(self.role_models)
+        for r in tpl.ROLES:
+            need(r in roles, "role_models", f"missing role {r!r}")
+            self.model_index(roles[r], f"role_models[{r!r}]")
+        if self.bank is None:
+            for t, w in zip(tpl.TEMPLATES, self.template_weights):
+                if w > 0:
+                    need(self.max_tasks >= t.max_tasks, "max_tasks",
+                         f"{self.max_tasks} is below template {t.name!r}, which has up to {t.max_tasks} tasks")
+        else:
+            need(self.bank.max_tasks <= self.max_tasks, "max_tasks",
+                 f"{self.max_tasks} is below the loaded workflows' {self.bank.max_tasks} tasks")
+        if self.gpu_types is not None:
+            need(len(self.gpu_types) == self.n_servers, "gpu_types", f"lists {len(self.gpu_types)} GPUs for n_servers={self.n_servers}")
+            for i, g in enumerate(self.gpu_types):
+                self.gpu_index(g, f"gpu_types[{i}]")
+        # Every model the workload uses must fit some server of every cluster it can draw.
+        used = self.used_models()
+        fit = self.fits_table()
+        if self.gpu_types is not None:
+            types = [self.gpu_index(g, "gpu_types") for g in self.gpu_types]
+            for m in used:
+                need(any(fit[g, m] for g in types), "gpu_types",
+                     f"model {self.models[m].name!r} fits no server of this cluster")
+        else:
+            ok = [g for g in range(len(self.gpus)) if self.gpu_weights[g] > 0 and all(fit[g, m] for m in used)]
+            need(ok, "gpu_weights", "no GPU type with positive weight fits every workload model "
+                 f"({', '.join(self.models[m].name for m in used)}), so a cluster could fail to run them")
+
+    def used_models(self) -> list[int]:
+        if self.bank is not None:
+            used = set()
+            for b in range(self.bank.size):
+                used.update(int(x) for x in self.bank.model[b, : self.bank.n_tasks[b]])
+            return sorted(used)
+        return sorted({self.model_index(name, "role_models") for _, name in self.role_models})
+
+    def fits_table(self) -> np.ndarray:
+        return np.array([[m.mem_gb <= self.mem_headroom * g.mem_gb for m in self.models] for g in self.gpus])
+
+    def make_bank(self) -> Bank:
+        if self.bank is not None:
+            return self.bank
+        roles = {r: self.model_index(n, "role_models") for r, n in self.role_models}
+        return generate_bank(self.bank_size, self.max_tasks, self.template_weights, self.apps_per_template,
+                             roles, self.output_sigma, self.workload_seed)
+
+
+def derive_bank_arrays(bank: Bank, config: EnvConfig) -> dict[str, np.ndarray]:
+    """Per-task structure and critical-path figures the features and metrics need."""
+    b, t = bank.model.shape
+    par = ((bank.parents[:, :, None] >> np.arange(t, dtype=np.uint32)[None, None, :]) & 1).astype(bool)  # [B,c,p]
+    n_children = par.sum(axis=1).astype(np.int32)  # count over children c of parent p
+    depth = np.zeros((b, t), np.int32)
+    for c in range(t):
+        d = np.where(par[:, c, :], depth + 1, 0).max(axis=1) if c else np.zeros(b, np.int32)
+        depth[:, c] = d
+    fast_prefill = max(g.prefill_tps_8b for g in config.gpus)
+    fast_decode = max(g.decode_tps_8b for g in config.gpus)
+    params_b = np.array([m.params_b for m in config.models])[bank.model]
+
+    def path(out):
+        dur = bank.tool_delay + (bank.input_tokens / (fast_prefill * 8 / params_b)
+                                 + out / (fast_decode * 8 / params_b) + config.task_overhead_s)
+        dur = np.where(np.arange(t)[None, :] < bank.n_tasks[:, None], dur, 0.0)
+        rem = np.zeros((b, t))
+        for c in range(t - 1, -1, -1):
+            child = np.where(par[:, :, c], rem, 0.0).max(axis=1)  # over children of c
+            rem[:, c] = dur[:, c] + child
+        return rem
+
+    rem_exp = path(bank.expected_output)
+    rem_true = path(bank.output)
+    is_root = (bank.parents == 0) & (np.arange(t)[None, :] < bank.n_tasks[:, None])
+    lower = np.where(is_root, rem_true, 0.0).max(axis=1)
+    return dict(n_children=n_children, depth=depth, path_remaining=rem_exp.astype(np.float32),
+                lower_bound=lower.astype(np.float32))
+
+
+def work_per_workflow(bank: Bank, config: EnvConfig) -> np.ndarray:
+    """Mean busy seconds one workflow needs on each GPU type, cold: every prefix
+    prefilled, every parent remote, no model load. Sets the arrival rate."""
+    t = bank.max_tasks
+    valid = np.arange(t)[None, :] < bank.n_tasks[:, None]
+    par = ((bank.parents[:, :, None] >> np.arange(t, dtype=np.uint32)[None, None, :]) & 1).astype(bool)
+    parent_tokens = (par * bank.expected_output[:, None, :]).sum(axis=2)
+    prompt = bank.input_tokens + bank.prefix_tokens[:, None] + parent_tokens
+    params_b = np.array([m.params_b for m in config.models])[bank.model]
+    out = []
+    for g in config.gpus:
+        dur = prompt / (g.prefill_tps_8b * 8 / params_b) + bank.expected_output / (g.decode_tps_8b * 8 / params_b) + config.task_overhead_s
+        out.append(float(np.where(valid, dur, 0.0).sum(axis=1).mean()))
+    return np.array(out, np.float32)
+
+
+def make_params(config: EnvConfig | None = None) -> EnvParams:
+    """Validate `config`, build (or take) the workflow bank and return EnvParams."""
+    config = config or EnvConfig()
+    config.validate()
+    bank = config.make_bank()
+    if bank.max_tasks < config.max_tasks:  # pad loaded workflows to max_tasks
+        bank = _pad_bank(bank, config.max_tasks)
+    derived = derive_bank_arrays(bank, config)
+    fit = config.fits_table()
+    used = config.used_models()
+    g_w = np.asarray(config.gpu_weights, np.float32)
+    anchor = np.array([g_w[g] if all(fit[g, m] for m in used) else 0.0 for g in range(len(config.gpus))], np.float32)
+    fixed = np.full(config.padded_servers, -1, np.int32)
+    if config.gpu_types is not None:
+        fixed[: config.n_servers] = [config.gpu_index(g, "gpu_types") for g in config.gpu_types]
+    params_b = np.array([m.params_b for m in config.models], np.float32)
+    f32 = lambda x: jnp.asarray(np.asarray(x, np.float32))  # noqa: E731
+    e = config.workflow_bound
+    return EnvParams(
+        max_servers=config.padded_servers, max_tasks=config.max_tasks, window=config.window_slots,
+        max_workflows=e, n_gpu_types=len(config.gpus), n_models=len(config.models),
+        n_apps=len(bank.app_names), cache_slots=config.prefix_cache_slots, queue_cap=config.queue_cap,
+        top_k=int(np.floor(0.05 * e)) + 2, arrival_chunk=config.arrival_chunk,
+        n_servers=jnp.int32(config.n_servers), gpu_weights=f32(g_w / g_w.sum()),
+        anchor_weights=f32(anchor / anchor.sum()), fixed_gpus=jnp.asarray(fixed),
+        gpu_mem=f32([g.mem_gb for g in config.gpus]), model_mem=f32([m.mem_gb for m in config.models]),
+        fits=jnp.asarray(fit),
+        prefill_rate=f32([[g.prefill_tps_8b * 8 / p for p in params_b] for g in config.gpus]),
+        decode_rate=f32([[g.decode_tps_8b * 8 / p for p in params_b] for g in config.gpus]),
+        load_time=f32([[m.mem_gb / g.load_gbps for m in config.models] for g in config.gpus]),
+        work_per_workflow=f32(work_per_workflow(bank, config)),
+        n_workflows=jnp.int32(config.episode_workflows), rho=f32(config.rho),
+        bank=BankArrays(
+            n_tasks=jnp.asarray(bank.n_tasks), app=jnp.asarray(bank.app), prefix_tokens=f32(bank.prefix_tokens),
+            model=jnp.asarray(bank.model), input_tokens=f32(bank.input_tokens),
+            expected_output=f32(bank.expected_output), output=f32(bank.output), tool_delay=f32(bank.tool_delay),
+            parents=jnp.asarray(bank.parents), n_children=jnp.asarray(derived["n_children"]),
+            depth=jnp.asarray(derived["depth"]), path_remaining=f32(derived["path_remaining"]),
+            lower_bound=f32(derived["lower_bound"]),
+        ),
+        net_latency_s=f32(config.net_latency_s), task_overhead_s=f32(config.task_overhead_s),
+        mem_headroom=f32(config.mem_headroom), reward_scale=f32(config.reward_scale),
+    )
+
+
+def _pad_bank(bank: Bank, t: int) -> Bank:
+    pad = t - bank.max_tasks
+
+    def p(a):
+        return np.pad(a, ((0, 0), (0, pad)))
+
+    return dataclasses.replace(bank, model=p(bank.model), input_tokens=p(bank.input_tokens),
+                               expected_output=p(bank.expected_output), output=p(bank.output),
+                               tool_delay=p(bank.tool_delay), parents=p(bank.parents))

@@ -1,0 +1,364 @@
+"""reset / step of the scheduling environment: pure functions of explicit params.
+
+One step places the pending task on a server, updates that server's residency
+and prefix cache, frees the workflow's slot if it is now fully assigned (and
+admits the next arrival into it), then jumps the clock to the next ready task.
+Everything is fixed-shape and branch-free, so the step jits and vmaps; its
+cost is bounded by the window (W slots of T tasks) and N servers, not by the
+episode length.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from envs.observation import observe
+from envs.types import Decision, EnvParams, EnvState
+
+INF = jnp.float32(jnp.inf)
+BIG_INT = jnp.int32(2**30)
+
+
+def bit(i):
+    return jnp.left_shift(jnp.uint32(1), jnp.asarray(i, jnp.uint32))
+
+
+def parent_flags(bits, t: int):
+    """uint32 bitmask -> bool[t]."""
+    return ((bits >> jnp.arange(t, dtype=jnp.uint32)) & 1).astype(bool)
+
+
+def full_mask(n):
+    return jnp.where(n >= 32, jnp.uint32(0xFFFFFFFF), bit(jnp.minimum(n, 31)) - jnp.uint32(1))
+
+
+def bank_row(params: EnvParams, b):
+    return jax.tree.map(lambda a: a[b], params.bank)
+
+
+def frontier(parents, delay, n_tasks, assigned, ready, t: int):
+    """Earliest available task of one workflow: unassigned, every parent assigned.
+
+    Returns (ready time, task index); (inf, 0) when none. Ties go to the lower index.
+    """
+    idx = jnp.arange(t)
+    valid = idx < n_tasks
+    unassigned = ((assigned >> idx.astype(jnp.uint32)) & 1) == 0
+    parents_done = (parents & ~assigned) == 0
+    r = jnp.where(valid & unassigned & parents_done, ready + delay, INF)
+    j = jnp.argmin(r)
+    return r[j], j.astype(jnp.int32)
+
+
+def select_next(state: EnvState):
+    """The next decision: earliest ready time, then earliest arrival (workflow number)."""
+    rmin = jnp.min(state.slot_next_ready)
+    seq = jnp.where(state.slot_next_ready == rmin, state.slot_seq, BIG_INT)
+    w = jnp.argmin(seq).astype(jnp.int32)
+    return rmin, w, state.slot_next_task[w]
+
+
+def sample_cluster(key, params: EnvParams):
+    k0, k1, k2 = jax.random.split(key, 3)
+    n = params.max_servers
+    anchor = jax.random.categorical(k0, jnp.log(params.anchor_weights))
+    rest = jax.random.categorical(k1, jnp.log(params.gpu_weights), shape=(n,))
+    gpu = jnp.where(jnp.arange(n) == 0, anchor, rest)
+    gpu = jnp.where(params.fixed_gpus >= 0, params.fixed_gpus, gpu).astype(jnp.int32)
+    active = jnp.arange(n) < params.n_servers
+    init_model = jax.random.categorical(k2, jnp.where(params.fits[gpu], 0.0, -jnp.inf), axis=-1)
+    return gpu, active, init_model.astype(jnp.int32)
+
+
+def arrival_rate(params: EnvParams, gpu, active):
+    """Poisson rate that offers load rho: rho * sum over servers of workflows/s each could serve."""
+    return params.rho * jnp.sum(jnp.where(active, 1.0 / params.work_per_workflow[gpu], 0.0))
+
+
+def sample_arrivals(key, params: EnvParams, rate):
+    """First arrival at t=0, then exponential gaps; +inf past n_workflows (and in the padding)."""
+    e = params.max_workflows
+    gaps = jax.random.exponential(key, (e,), jnp.float32) / rate
+    times = jnp.concatenate([jnp.zeros(1, jnp.float32), jnp.cumsum(gaps[:-1])])
+    times = jnp.where(jnp.arange(e) < params.n_workflows, times, INF)
+    return jnp.concatenate([times, jnp.full((params.arrival_chunk,), INF)])
+
+
+def draw_episode(key, params: EnvParams):
+    """Every random draw of an episode: cluster, initial models, arrivals, bank rows."""
+    k_cluster, k_arr, k_bank = jax.random.split(key, 3)
+    gpu, active, init_model = sample_cluster(k_cluster, params)
+    rate = arrival_rate(params, gpu, active)
+    arrivals = sample_arrivals(k_arr, params, rate)
+    wf_bank = jax.random.randint(k_bank, (params.max_workflows,), 0, params.bank.n_tasks.shape[0], jnp.int32)
+    return gpu, active, init_model, arrivals, wf_bank, rate
+
+
+def reset(key, params: EnvParams):
+    """Sample a cluster, an arrival schedule and the episode's workflows; return (obs, state)."""
+    return reset_from(params, *draw_episode(key, params))
+
+
+def reset_from(params: EnvParams, gpu, active, init_model, arrivals, wf_bank, rate=None):
+    """Start an episode from a given instance (used by reset and to replay traces)."""
+    n, m, k, q = params.max_servers, params.n_models, params.cache_slots, params.queue_cap
+    w_slots, t = params.window, params.max_tasks
+    if rate is None:
+        rate = arrival_rate(params, gpu, active)
+    resident = (jnp.arange(m)[None, :] == init_model[:, None]) & active[:, None]
+    seq = jnp.arange(w_slots)
+    occupied = seq < jnp.minimum(params.n_workflows, w_slots)
+    first = jnp.minimum(seq, params.max_workflows - 1)
+    slot_bank = jnp.where(occupied, wf_bank[first], 0)
+    slot_arrival = jnp.where(occupied, arrivals[first], INF)
+    rows = jax.vmap(lambda b: bank_row(params, b))(slot_bank)
+    ready0 = jnp.broadcast_to(slot_arrival[:, None], (w_slots, t))
+    nr, nt = jax.vmap(frontier, in_axes=(0, 0, 0, None, 0, None))(
+        rows.parents, rows.tool_delay, rows.n_tasks, jnp.uint32(0), ready0, t)
+    nr = jnp.where(occupied, nr, INF)
+    state = EnvState(
+        gpu=gpu, active=active, free_at=jnp.zeros(n, jnp.float32), resident=resident,
+        model_stamp=jnp.full((n, m), -1, jnp.int32), cache_key=jnp.full((n, k), -1, jnp.int32),
+        cache_stamp=jnp.full((n, k), -1, jnp.int32), recent_finish=jnp.full((n, q), -INF),
+        n_assigned=jnp.zeros(n, jnp.int32), busy=jnp.zeros(n, jnp.float32),
+        slot_bank=slot_bank, slot_seq=jnp.where(occupied, seq, -1).astype(jnp.int32),
+        slot_arrival=slot_arrival, slot_admit=slot_arrival, slot_assigned=jnp.zeros(w_slots, jnp.uint32),
+        slot_next_ready=nr, slot_next_task=nt, slot_max_finish=jnp.full(w_slots, -INF),
+        task_server=jnp.full((w_slots, t), -1, jnp.int32), task_finish=jnp.zeros((w_slots, t), jnp.float32),
+        task_ready=ready0,
+        arrivals=arrivals, wf_bank=wf_bank, next_admit=jnp.minimum(params.n_workflows, w_slots).astype(jnp.int32),
+        n_arrived=jnp.int32(0), n_completed=jnp.int32(0), decisions=jnp.int32(0), clock=jnp.float32(0.0),
+        pending_cost=jnp.float32(0.0), cur_slot=jnp.int32(0), cur_task=jnp.int32(0), done=jnp.bool_(False),
+        rate=jnp.asarray(rate, jnp.float32), sum_response=jnp.float32(0.0),
+        top_responses=jnp.full(params.top_k, -INF), makespan=jnp.float32(0.0), episode_return=jnp.float32(0.0),
+    )
+    t0, w0, c0 = select_next(state)
+    # Workflows are open from arrival; charge [0, t0] to the first step's reward.
+    cost, n_arrived = open_cost(params, state, state.next_admit, jnp.float32(0.0), t0, jnp.int32(0))
+    state = state.replace(clock=t0, cur_slot=w0, cur_task=c0, pending_cost=cost, n_arrived=n_arrived)
+    return observe(state, params), state
+
+
+def open_cost(params: EnvParams, state: EnvState, next_admit, t0, t1, n_arrived):
+    """Integral over [t0, t1] of the number of open workflows.
+
+    Open = arrived and not fully assigned. Window slots hold admitted ones; the
+    rest are the not-yet-admitted workflows (indices >= next_admit) that have
+    arrived. Arrivals are scanned from `n_arrived` (count with arrival <= t0) in
+    chunks, so the cost tracks the arrivals in (t0, t1], not the episode length.
+    Returns the integral and the count of arrivals <= t1.
+    """
+    occupied = state.slot_seq >= 0
+    window = jnp.sum(jnp.where(occupied, jnp.maximum(t1 - jnp.maximum(state.slot_arrival, t0), 0.0), 0.0))
+    queued_before = jnp.maximum(n_arrived - next_admit, 0).astype(jnp.float32) * (t1 - t0)
+    chunk = params.arrival_chunk
+
+    def scan_chunk(carry):
+        start, acc, _ = carry
+        vals = lax.dynamic_slice(state.arrivals, (start,), (chunk,))
+        idx = start + jnp.arange(chunk)
+        within = vals <= t1
+        acc = acc + jnp.sum(jnp.where(within & (idx >= next_admit), t1 - vals, 0.0))
+        cnt = jnp.sum(within).astype(jnp.int32)
+        return start + cnt, acc, cnt == chunk
+
+    start, acc, more = scan_chunk((n_arrived, jnp.float32(0.0), True))
+    start, acc, _ = lax.while_loop(lambda c: c[2] & (c[0] < params.max_workflows), scan_chunk, (start, acc, more))
+    return window + queued_before + acc, start
+
+
+def step(key, state: EnvState, action, params: EnvParams):
+    """Place the pending task on server `action`; return (obs, state, reward, done, info).
+
+    An action outside the mask (inactive server, model does not fit, out of
+    range) is redirected to the lowest-index valid server and flagged in
+    `info["invalid_action"]`. Stepping a finished episode changes nothing.
+    """
+    del key  # the transition is deterministic given the state
+    n, t, m = params.max_servers, params.max_tasks, params.n_models
+    live = ~state.done
+    w, c = state.cur_slot, state.cur_task
+    row = bank_row(params, state.slot_bank[w])
+    model = row.model[c]
+
+    # --- which server ---
+    mask = state.active & params.fits[state.gpu, model]
+    a = jnp.asarray(action, jnp.int32)
+    a_clip = jnp.clip(a, 0, n - 1)
+    ok = (a >= 0) & (a < n) & mask[a_clip]
+    s = jnp.where(ok, a_clip, jnp.argmax(mask)).astype(jnp.int32)
+    g = state.gpu[s]
+
+    # --- parents: locality and readiness ---
+    is_parent = parent_flags(row.parents[c], t)
+    p_srv, p_fin = state.task_server[w], state.task_finish[w]
+    local = is_parent & (p_srv == s)
+    remote = is_parent & ~local
+    parents_ready = jnp.max(jnp.where(is_parent, p_fin + jnp.where(local, 0.0, params.net_latency_s), -INF))
+    ready = jnp.maximum(state.slot_admit[w], parents_ready) + row.tool_delay[c]
+    start = jnp.maximum(state.free_at[s], ready)
+
+    # --- residency: load the model, evicting least-recently-used ones until it fits ---
+    res, stamp = state.resident[s], state.model_stamp[s]
+    midx = jnp.arange(m)
+    need_load = ~res[model]
+    others = res & (midx != model)
+    older = others[None, :] & (stamp[None, :] < stamp[:, None])  # [i, j]: j was used before i
+    freed_before = jnp.sum(jnp.where(older, params.model_mem[None, :], 0.0), axis=1)
+    used = jnp.sum(jnp.where(res, params.model_mem, 0.0))
+    cap = params.mem_headroom * params.gpu_mem[g]
+    evict = need_load & others & (used - freed_before + params.model_mem[model] > cap)
+    new_res = (res & ~evict) | (midx == model)
+    new_stamp = jnp.where(midx == model, state.decisions, stamp)
+    load_s = jnp.where(need_load, params.load_time[g, model], 0.0)
+
+    # --- prefix cache: drop entries of evicted models, then look up / insert (LRU) ---
+    app = params.bank.app[state.slot_bank[w]]
+    ck, cs = state.cache_key[s], state.cache_stamp[s]
+    ck = jnp.where((ck >= 0) & evict[jnp.maximum(ck, 0) % m], -1, ck)
+    key_am = app * m + model
+    hits = ck == key_am
+    hit = jnp.any(hits)
+    empty = ck < 0
+    ins = jnp.where(hit, jnp.argmax(hits), jnp.where(jnp.any(empty), jnp.argmax(empty), jnp.argmin(cs)))
+    kidx = jnp.arange(ck.shape[0])
+    ck = jnp.where(kidx == ins, key_am, ck)
+    cs = jnp.where(kidx == ins, state.decisions, cs)
+
+    # --- duration (spec: load + prompt / prefill + output / decode + overhead) ---
+    pre, dec = params.prefill_rate[g, model], params.decode_rate[g, model]
+    prefix = row.prefix_tokens
+    remote_tok = jnp.sum(jnp.where(remote, row.output, 0.0))
+    prompt = row.input_tokens[c] + jnp.where(hit, 0.0, prefix) + remote_tok
+    duration = load_s + prompt / pre + row.output[c] / dec + params.task_overhead_s
+    finish = start + duration
+
+    # --- write the server (in place: only row s changes) ---
+    def at_s(arr, val):
+        return arr.at[s].set(jnp.where(live, val, arr[s]))
+
+    ring = jnp.arange(params.queue_cap) == state.n_assigned[s] % params.queue_cap
+    st = state.replace(
+        free_at=at_s(state.free_at, finish),
+        resident=at_s(state.resident, new_res),
+        model_stamp=at_s(state.model_stamp, new_stamp),
+        cache_key=at_s(state.cache_key, ck),
+        cache_stamp=at_s(state.cache_stamp, cs),
+        recent_finish=at_s(state.recent_finish, jnp.where(ring, finish, state.recent_finish[s])),
+        n_assigned=at_s(state.n_assigned, state.n_assigned[s] + 1),
+        busy=at_s(state.busy, state.busy[s] + duration),
+    )
+
+    # --- write the task and its workflow ---
+    tidx = jnp.arange(t)
+    is_c = tidx == c
+    assigned = state.slot_assigned[w] | bit(c)
+    is_child = ((row.parents >> jnp.asarray(c, jnp.uint32)) & 1) == 1
+    row_srv = jnp.where(is_c, s, p_srv)
+    row_fin = jnp.where(is_c, finish, p_fin)
+    row_ready = jnp.where(is_child, jnp.maximum(state.task_ready[w], finish), state.task_ready[w])
+    max_finish = jnp.maximum(state.slot_max_finish[w], finish)
+    complete = assigned == full_mask(row.n_tasks)
+    arrival = state.slot_arrival[w]
+    response = max_finish - arrival
+
+    # --- a fully assigned workflow frees its slot for the next arrival ---
+    j = st.next_admit
+    admit_new = complete & (j < params.n_workflows)
+    j_safe = jnp.minimum(j, params.max_workflows - 1)
+    new_b = st.wf_bank[j_safe]
+    new_arrival = st.arrivals[j_safe]
+    new_admit = jnp.maximum(new_arrival, state.clock)
+    new_row = bank_row(params, new_b)
+    slot_b = jnp.where(admit_new, new_b, st.slot_bank[w])
+    f_parents = jnp.where(admit_new, new_row.parents, row.parents)
+    f_delay = jnp.where(admit_new, new_row.tool_delay, row.tool_delay)
+    f_n = jnp.where(admit_new, new_row.n_tasks, row.n_tasks)
+    f_assigned = jnp.where(complete, jnp.uint32(0), assigned)
+    f_ready = jnp.where(admit_new, new_admit, row_ready)
+    nr, nt = frontier(f_parents, f_delay, f_n, f_assigned, f_ready, t)
+    nr = jnp.where(complete & ~admit_new, INF, nr)
+
+    def put(arr, val):  # write slot w in place (only while live)
+        return arr.at[w].set(jnp.where(live, val, arr[w]))
+
+    put_row = put
+
+    st = st.replace(
+        slot_bank=put(st.slot_bank, slot_b),
+        slot_seq=put(st.slot_seq, jnp.where(complete, jnp.where(admit_new, j, -1), st.slot_seq[w])),
+        slot_arrival=put(st.slot_arrival, jnp.where(complete, jnp.where(admit_new, new_arrival, INF), arrival)),
+        slot_admit=put(st.slot_admit, jnp.where(admit_new, new_admit, st.slot_admit[w])),
+        slot_assigned=put(st.slot_assigned, f_assigned),
+        slot_next_ready=put(st.slot_next_ready, nr),
+        slot_next_task=put(st.slot_next_task, nt),
+        slot_max_finish=put(st.slot_max_finish, jnp.where(complete, -INF, max_finish)),
+        task_server=put_row(st.task_server, jnp.where(complete, -1, row_srv)),
+        task_finish=put_row(st.task_finish, jnp.where(complete, 0.0, row_fin)),
+        task_ready=put_row(st.task_ready, f_ready),
+        next_admit=st.next_admit + (admit_new & live),
+    )
+
+    # --- next decision, reward, metrics ---
+    t1, w1, c1 = select_next(st)
+    done = ~jnp.isfinite(t1)
+    t1 = jnp.where(done, state.clock, t1)
+    cost, n_arrived = open_cost(params, st, st.next_admit, state.clock, t1, state.n_arrived)
+    completion = jnp.where(complete, max_finish - state.clock, 0.0)
+    reward = -(cost + completion + state.pending_cost) / params.reward_scale
+    reward = jnp.where(live, reward, 0.0)
+    top = state.top_responses
+    pos = jnp.sum(top > response)
+    kk = jnp.arange(params.top_k)
+    shifted = jnp.concatenate([top[:1], top[:-1]])
+    new_top = jnp.where(kk < pos, top, jnp.where(kk == pos, response, shifted))
+    got = complete & live
+    st = st.replace(
+        n_arrived=jnp.where(live, n_arrived, state.n_arrived),
+        n_completed=state.n_completed + got,
+        decisions=state.decisions + live,
+        clock=jnp.where(live, t1, state.clock),
+        pending_cost=jnp.where(live, 0.0, state.pending_cost),
+        cur_slot=jnp.where(live, w1, w),
+        cur_task=jnp.where(live, c1, c),
+        done=state.done | done,
+        sum_response=state.sum_response + jnp.where(got, response, 0.0),
+        top_responses=jnp.where(got, new_top, top),
+        makespan=jnp.maximum(state.makespan, jnp.where(live, finish, 0.0)),
+        episode_return=state.episode_return + reward,
+    )
+    decision = Decision(
+        seq=state.decisions, workflow=state.slot_seq[w], task=c, server=s, decision_time=state.clock,
+        start=start, finish=finish, load_s=load_s, prefix_hit=hit,
+        prefix_s=jnp.where(hit, 0.0, prefix) / pre, remote_s=remote_tok / pre, prefill_s=row.input_tokens[c] / pre,
+        decode_s=row.output[c] / dec, invalid_action=~ok & live,
+    )
+    info = {"decision": decision, "invalid_action": ~ok & live, **episode_metrics(st, params)}
+    return observe(st, params), st, reward, st.done, info
+
+
+def episode_metrics(state: EnvState, params: EnvParams) -> dict:
+    """Mean and P95 (linear interpolation, as numpy) response, makespan, utilization, return.
+
+    Final once `state.done`; before that they cover the workflows completed so far.
+    """
+    n = jnp.maximum(state.n_completed, 1)
+    pos = 0.95 * (n - 1).astype(jnp.float32)
+    lo = jnp.floor(pos).astype(jnp.int32)
+    frac = pos - lo
+    top = state.top_responses  # descending: ascending index i is top[n - 1 - i]
+    v_lo = top[jnp.clip(n - 1 - lo, 0, params.top_k - 1)]
+    v_hi = top[jnp.clip(n - 2 - lo, 0, params.top_k - 1)]
+    p95 = jnp.where(frac > 0, v_lo + frac * (v_hi - v_lo), v_lo)
+    n_active = jnp.sum(state.active)
+    return {
+        "episode_done": state.done,
+        "mean_response": state.sum_response / n,
+        "p95_response": jnp.where(state.n_completed > 0, p95, 0.0),
+        "makespan": state.makespan,
+        "utilization": jnp.sum(state.busy) / jnp.maximum(n_active * state.makespan, 1e-9),
+        "episode_return": state.episode_return,
+        "workflows_completed": state.n_completed,
+    }

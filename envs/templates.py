@@ -1,0 +1,137 @@
+"""Agentic workflow templates, sampled into fixed-shape task arrays (NumPy).
+
+A template draws one workflow: its DAG (parents always have lower indices, so
+index order is a topological order), each task's role, own input tokens,
+expected output tokens and tool delay. Roles map to models through
+`EnvConfig.role_models` (planners and judges larger, workers smaller).
+Each template is also an app: its workflows share the app's system prompt.
+
+Templates are drawn once, into a bank (see `envs.workload`), with NumPy: the
+bank is data that the JAX env and the reference simulator both read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+ROLES = ("worker", "agent", "planner", "judge")
+
+
+@dataclass
+class TaskDraft:
+    role: str
+    input_tokens: int
+    expected_output_tokens: int
+    tool_delay: float
+    parents: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Template:
+    name: str
+    max_tasks: int  # the most tasks one draw can have
+    prefix_range: tuple[int, int]  # app system-prompt tokens (drawn once per app)
+
+
+def _u(rng: np.random.Generator, lo: float, hi: float) -> int:
+    return int(rng.integers(int(lo), int(hi) + 1))
+
+
+def _delay(rng: np.random.Generator, lo: float, hi: float) -> float:
+    return float(np.float32(rng.uniform(lo, hi)))
+
+
+def chain(rng):
+    """ReAct loop: think -> tool -> observe, repeated; each step reads the last."""
+    n = _u(rng, 3, 8)
+    tasks = []
+    for i in range(n):
+        tasks.append(TaskDraft(
+            role="agent",
+            input_tokens=_u(rng, 150, 600) if i else _u(rng, 300, 1200),
+            expected_output_tokens=_u(rng, 100, 350),
+            tool_delay=_delay(rng, 0.3, 2.5) if i else 0.0,
+            parents=(i - 1,) if i else (),
+        ))
+    return tasks
+
+
+def fan_out(rng):
+    """LLMCompiler-style plan -> parallel workers (tool calls) -> joiner."""
+    k = _u(rng, 2, 6)
+    tasks = [TaskDraft("planner", _u(rng, 300, 1500), _u(rng, 200, 500), 0.0, ())]
+    for _ in range(k):
+        tasks.append(TaskDraft("worker", _u(rng, 200, 2500), _u(rng, 150, 600),
+                               _delay(rng, 0.2, 2.0), (0,)))
+    tasks.append(TaskDraft("planner", _u(rng, 100, 400), _u(rng, 200, 600), 0.0,
+                           tuple(range(1, k + 1))))
+    return tasks
+
+
+def self_consistency(rng):
+    """k independent samples of the same prompt, then a vote."""
+    k = _u(rng, 3, 6)
+    prompt = _u(rng, 500, 2500)
+    tasks = [TaskDraft("agent", prompt, _u(rng, 250, 800), 0.0, ()) for _ in range(k)]
+    tasks.append(TaskDraft("worker", _u(rng, 50, 200), _u(rng, 30, 80), 0.0, tuple(range(k))))
+    return tasks
+
+
+def retrieve_generate(rng):
+    """Query rewrite -> retrieval tool -> rerank over the context -> answer -> verify."""
+    return [
+        TaskDraft("worker", _u(rng, 100, 400), _u(rng, 40, 120), 0.0, ()),
+        TaskDraft("worker", _u(rng, 3000, 7000), _u(rng, 150, 400), _delay(rng, 0.3, 1.5), (0,)),
+        TaskDraft("judge", _u(rng, 2000, 5000), _u(rng, 300, 800), 0.0, (1,)),
+        TaskDraft("agent", _u(rng, 100, 300), _u(rng, 50, 200), 0.0, (2,)),
+    ]
+
+
+def debate(rng):
+    """a agents argue for r rounds, each reading every answer of the last round; a judge decides."""
+    a, r = _u(rng, 2, 3), _u(rng, 2, 3)
+    tasks = []
+    for j in range(r):
+        prev = tuple(range((j - 1) * a, j * a)) if j else ()
+        for _ in range(a):
+            tasks.append(TaskDraft("agent", _u(rng, 200, 800) if j == 0 else _u(rng, 50, 200),
+                                   _u(rng, 250, 600), 0.0, prev))
+    tasks.append(TaskDraft("judge", _u(rng, 100, 300), _u(rng, 150, 400), 0.0,
+                           tuple(range((r - 1) * a, r * a))))
+    return tasks
+
+
+def layered(rng):
+    """Random layered DAG: each node draws a non-empty parent set from the layer above."""
+    n_layers = _u(rng, 2, 4)
+    tasks: list[TaskDraft] = []
+    prev: list[int] = []
+    for layer in range(n_layers):
+        width = _u(rng, 1, 3)
+        cur = []
+        for _ in range(width):
+            if prev:
+                pick = [p for p in prev if rng.random() < 0.5] or [int(rng.choice(prev))]
+            else:
+                pick = []
+            role = ROLES[int(rng.integers(0, 3))]
+            tasks.append(TaskDraft(role, _u(rng, 200, 2000), _u(rng, 50, 600),
+                                   _delay(rng, 0.1, 2.0) if rng.random() < 0.3 else 0.0,
+                                   tuple(sorted(pick))))
+            cur.append(len(tasks) - 1)
+        prev = cur
+    return tasks
+
+
+TEMPLATES: tuple[Template, ...] = (
+    Template("chain", 8, (2000, 5000)),
+    Template("fan_out", 8, (3000, 7000)),
+    Template("self_consistency", 7, (1000, 3000)),
+    Template("retrieve_generate", 4, (1000, 2500)),
+    Template("debate", 10, (1500, 4000)),
+    Template("layered", 12, (1000, 8000)),
+)
+TEMPLATE_FNS = (chain, fan_out, self_consistency, retrieve_generate, debate, layered)
+TEMPLATE_NAMES = tuple(t.name for t in TEMPLATES)

@@ -1,0 +1,159 @@
+"""Pytrees of the environment: static params, state, observation.
+
+Fields marked `static` fix array shapes and live in the compiled program's
+cache key; everything else is data, so one compiled program serves any number
+of active servers up to `max_servers`, any load and any catalog numbers.
+"""
+
+from __future__ import annotations
+
+import chex
+from flax import struct
+
+
+def static(default=None):
+    return struct.field(pytree_node=False, default=default)
+
+
+@struct.dataclass
+class BankArrays:
+    """The workflow bank on device (see `envs.workload.Bank`). B rows, T tasks."""
+
+    n_tasks: chex.Array  # [B] int32
+    app: chex.Array  # [B] int32
+    prefix_tokens: chex.Array  # [B] f32
+    model: chex.Array  # [B,T] int32
+    input_tokens: chex.Array  # [B,T] f32
+    expected_output: chex.Array  # [B,T] f32
+    output: chex.Array  # [B,T] f32, hidden from observations
+    tool_delay: chex.Array  # [B,T] f32
+    parents: chex.Array  # [B,T] uint32 bitmask
+    n_children: chex.Array  # [B,T] int32
+    depth: chex.Array  # [B,T] int32
+    # [B,T] f32: expected critical path from this task on (its tool delay included), timed on the
+    # fastest catalog rates, hot caches: tool_delay + input/prefill + expected_output/decode + overhead
+    path_remaining: chex.Array
+    lower_bound: chex.Array  # [B] f32: the same with true lengths, from arrival (slowdown's denominator)
+
+
+@struct.dataclass
+class EnvParams:
+    # --- shapes (static) ---
+    max_servers: int = static()
+    max_tasks: int = static()
+    window: int = static()  # workflow slots
+    max_workflows: int = static()  # longest episode, in workflows
+    n_gpu_types: int = static()
+    n_models: int = static()
+    n_apps: int = static()
+    cache_slots: int = static()
+    queue_cap: int = static()  # the queue-length feature saturates here
+    top_k: int = static()  # largest responses kept for P95
+    arrival_chunk: int = static()  # arrivals scanned per loop turn when accounting queued workflows
+    # --- cluster ---
+    n_servers: chex.Array = None  # int32 scalar, active servers
+    gpu_weights: chex.Array = None  # [G] sampling weights for servers 1..N-1
+    anchor_weights: chex.Array = None  # [G] weights for server 0 (only types that fit every model)
+    fixed_gpus: chex.Array = None  # [max_servers] int32 GPU type per server, or -1 to sample
+    # --- catalogs, derived tables ---
+    gpu_mem: chex.Array = None  # [G]
+    model_mem: chex.Array = None  # [M]
+    fits: chex.Array = None  # [G,M] bool
+    prefill_rate: chex.Array = None  # [G,M] tokens/s
+    decode_rate: chex.Array = None  # [G,M] tokens/s
+    load_time: chex.Array = None  # [G,M] seconds
+    work_per_workflow: chex.Array = None  # [G] mean busy seconds of one workflow on this GPU type
+    # --- workload ---
+    n_workflows: chex.Array = None  # int32 scalar
+    rho: chex.Array = None  # target offered load
+    bank: BankArrays = None
+    # --- constants ---
+    net_latency_s: chex.Array = None
+    task_overhead_s: chex.Array = None
+    mem_headroom: chex.Array = None
+    reward_scale: chex.Array = None
+
+
+@struct.dataclass
+class EnvState:
+    # servers [N, ...]
+    gpu: chex.Array  # int32 [N]
+    active: chex.Array  # bool [N]
+    free_at: chex.Array  # f32 [N]
+    resident: chex.Array  # bool [N,M]
+    model_stamp: chex.Array  # int32 [N,M], decision seq that last used the model
+    cache_key: chex.Array  # int32 [N,K], app*M + model, -1 empty
+    cache_stamp: chex.Array  # int32 [N,K]
+    recent_finish: chex.Array  # f32 [N,Q] ring of the last Q finish times
+    n_assigned: chex.Array  # int32 [N]
+    busy: chex.Array  # f32 [N] total busy seconds
+    # workflow slots [W, ...]
+    slot_bank: chex.Array  # int32 [W]
+    slot_seq: chex.Array  # int32 [W], workflow number in the episode, -1 when empty
+    slot_arrival: chex.Array  # f32 [W]
+    slot_admit: chex.Array  # f32 [W]
+    slot_assigned: chex.Array  # uint32 [W] bitmask of assigned tasks
+    slot_next_ready: chex.Array  # f32 [W], earliest ready time among available tasks, inf if none
+    slot_next_task: chex.Array  # int32 [W]
+    slot_max_finish: chex.Array  # f32 [W]
+    # tasks [W,T]
+    task_server: chex.Array  # int32
+    task_finish: chex.Array  # f32
+    task_ready: chex.Array  # f32, max(admit, finish of assigned parents)
+    # episode
+    arrivals: chex.Array  # f32 [E + chunk], +inf past n_workflows
+    wf_bank: chex.Array  # int32 [E], bank row of each workflow
+    next_admit: chex.Array  # int32, first workflow not yet given a slot
+    n_arrived: chex.Array  # int32, workflows with arrival <= clock
+    n_completed: chex.Array  # int32, workflows fully assigned
+    decisions: chex.Array  # int32
+    clock: chex.Array  # f32, time of the pending decision
+    pending_cost: chex.Array  # f32, open-workflow time before the first decision, paid by step 0
+    cur_slot: chex.Array  # int32
+    cur_task: chex.Array  # int32
+    done: chex.Array  # bool
+    rate: chex.Array  # f32 arrivals per second
+    sum_response: chex.Array  # f32
+    top_responses: chex.Array  # f32 [top_k], largest responses, descending
+    makespan: chex.Array  # f32
+    episode_return: chex.Array  # f32
+
+
+@struct.dataclass
+class DagView:
+    """The current task's workflow. Index order is topological (parents first)."""
+
+    nodes: chex.Array  # f32 [T, F_node]
+    adjacency: chex.Array  # bool [T, T], adjacency[p, c]: p is a parent of c
+    node_mask: chex.Array  # bool [T]
+    current: chex.Array  # int32, the node being scheduled
+
+
+@struct.dataclass
+class Observation:
+    task: chex.Array  # f32 [F_task]
+    servers: chex.Array  # f32 [max_servers, F_server]
+    dag: DagView
+    action_mask: chex.Array  # bool [max_servers]
+    globals: chex.Array  # f32 [F_global]
+
+
+@struct.dataclass
+class Decision:
+    """What one step did: a row of the schedule trace."""
+
+    seq: chex.Array  # decision number
+    workflow: chex.Array  # workflow number in the episode
+    task: chex.Array
+    server: chex.Array  # where it ran (after any redirect)
+    decision_time: chex.Array
+    start: chex.Array
+    finish: chex.Array
+    load_s: chex.Array
+    prefix_hit: chex.Array
+    prefix_s: chex.Array  # time prefilling the app prefix
+    remote_s: chex.Array  # time prefilling remote parents' outputs
+    prefill_s: chex.Array  # time prefilling the task's own input
+    decode_s: chex.Array
+    invalid_action: chex.Array  # the requested server was masked; the task went to `server`
+

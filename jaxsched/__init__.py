@@ -1,0 +1,1 @@
+"""jaxsched: policies, regularizers, baselines and metrics for workflow scheduling."""
