@@ -1,0 +1,51 @@
+"""Invalid configuration is refused at construction with a ValueError naming the field."""
+
+import pytest
+
+from envs import EnvConfig, make_params
+from envs import catalog
+
+
+@pytest.mark.parametrize("kwargs,field", [
+    (dict(n_servers=0), "n_servers"),
+    (dict(n_servers=-3), "n_servers"),
+    (dict(n_servers=8, max_servers=4), "max_servers"),
+    (dict(max_tasks=6), "max_tasks"),  # below the chain/fan_out/debate/layered templates
+    (dict(max_tasks=40), "max_tasks"),
+    (dict(rho=0.0), "rho"),
+    (dict(rho=-1.0), "rho"),
+    (dict(n_servers=2, gpu_types=("H100", "B200")), "gpu_types[1]"),
+    (dict(n_servers=2, gpu_types=("H100",)), "gpu_types"),
+    (dict(n_servers=2, gpu_types=("L4", "L40S")), "gpu_types"),  # the 32B/70B models fit no server
+    (dict(gpu_weights=(0.0, 0.0, 1.0, 1.0)), "gpu_weights"),  # no type can anchor the 70B model
+    (dict(role_models=(("worker", "8B"), ("agent", "13B"), ("planner", "32B"), ("judge", "70B-fp8"))),
+     "role_models['agent']"),
+    (dict(net_latency_s=-0.1), "net_latency_s"),
+    (dict(task_overhead_s=-1.0), "task_overhead_s"),
+    (dict(gpus=(catalog.GpuSpec("H100", 80, -5, 150, 5),)), "gpus[0].prefill_tps_8b"),
+    (dict(models=catalog.DEFAULT_MODELS[:3] + (catalog.ModelSpec("70B-fp8", 70, -1),)), "models[3].mem_gb"),
+    (dict(template_weights=(1.0, 1.0)), "template_weights"),
+    (dict(window=0), "window"),
+    (dict(n_workflows=0), "n_workflows"),
+    (dict(mem_headroom=1.5), "mem_headroom"),
+    (dict(reward_scale=0.0), "reward_scale"),
+])
+def test_bad_config_names_the_field(kwargs, field):
+    with pytest.raises(ValueError) as e:
+        make_params(EnvConfig(**kwargs))
+    assert str(e.value).startswith(field + ":"), str(e.value)
+
+
+def test_max_tasks_is_fine_when_the_big_templates_are_off():
+    # only self_consistency (<= 7 tasks) and retrieve_generate (4)
+    make_params(EnvConfig(max_tasks=7, template_weights=(0, 0, 1, 1, 0, 0), bank_size=16))
+
+
+def test_negative_tokens_in_a_workflow_file_are_refused(tmp_path):
+    from envs.workflow_io import load_own_json
+
+    p = tmp_path / "w.json"
+    p.write_text('{"workflows": [{"app": "x", "prefix_tokens": 10, "tasks": '
+                 '[{"id": 0, "model": "8B", "input_tokens": -5, "expected_output_tokens": 10}]}]}')
+    with pytest.raises(ValueError, match=r"w.json: workflows\[0\].tasks\[0\].input_tokens"):
+        load_own_json(p, [m.name for m in catalog.DEFAULT_MODELS])

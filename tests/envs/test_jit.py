@@ -1,0 +1,76 @@
+"""Compilation behaviour: one trace serves any active N, load and seed; vmap and auto-reset work."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from envs import EnvConfig, make_params, reset, step
+from envs.rollout import run_episode
+from envs.wrappers import VecEnv, auto_reset_step
+from jaxsched.baselines import earliest_finish, random_policy
+
+
+def test_step_traces_once_across_cluster_sizes_and_loads():
+    params = make_params(EnvConfig(n_servers=8, max_servers=32, bank_size=64, n_workflows=8, max_workflows=16))
+
+    @jax.jit
+    @chex.assert_max_traces(n=1)
+    def one_step(key, state, action, params):
+        return step(key, state, action, params)
+
+    for n, rho in ((1, 0.5), (8, 0.7), (32, 1.3)):
+        p = params.replace(n_servers=jnp.int32(n), rho=jnp.float32(rho))
+        obs, state = jax.jit(reset)(jax.random.PRNGKey(n), p)
+        for _ in range(3):
+            obs, state, *_ = one_step(jax.random.PRNGKey(0), state, jnp.argmax(obs.action_mask), p)
+        assert int(jnp.sum(state.active)) == n
+
+
+def test_padded_servers_are_never_used():
+    params = make_params(EnvConfig(n_servers=3, max_servers=16, bank_size=64, n_workflows=6))
+    state, metrics, dec = jax.jit(lambda k: run_episode(random_policy, k, params, record=True))(jax.random.PRNGKey(0))
+    n = int(state.decisions)
+    assert n > 0 and (np.asarray(dec.server[:n]) < 3).all()
+    assert not np.asarray(state.active[3:]).any()
+
+
+def test_p95_matches_numpy():
+    params = make_params(EnvConfig(n_servers=4, bank_size=64, n_workflows=37))
+    state, metrics, dec = jax.jit(lambda k: run_episode(earliest_finish, k, params, record=True))(jax.random.PRNGKey(5))
+    n = int(state.decisions)
+    fin = {}
+    for w, f in zip(np.asarray(dec.workflow[:n]), np.asarray(dec.finish[:n])):
+        fin[int(w)] = max(fin.get(int(w), -np.inf), float(f))
+    resp = np.array([fin[w] - float(state.arrivals[w]) for w in range(37)])
+    np.testing.assert_allclose(float(metrics["p95_response"]), np.percentile(resp, 95), rtol=1e-5)
+    np.testing.assert_allclose(float(metrics["mean_response"]), resp.mean(), rtol=1e-5)
+    np.testing.assert_allclose(float(metrics["makespan"]), np.asarray(dec.finish[:n]).max(), rtol=1e-6)
+
+
+def test_auto_reset_starts_a_fresh_episode():
+    params = make_params(EnvConfig(n_servers=2, bank_size=32, n_workflows=2))
+    obs, state = reset(jax.random.PRNGKey(0), params)
+    f = jax.jit(auto_reset_step)
+    dones = 0
+    for i in range(60):
+        obs, state, r, d, info = f(jax.random.PRNGKey(i), state, jnp.argmax(obs.action_mask), params)
+        if bool(d):
+            dones += 1
+            assert bool(info["episode_done"]) and float(info["mean_response"]) > 0
+            assert int(state.decisions) == 0 and not bool(state.done)
+    assert dones >= 2
+
+
+def test_vecenv_exact_and_optimistic_resets_keep_every_env_running():
+    params = make_params(EnvConfig(n_servers=2, bank_size=32, n_workflows=2))
+    for ratio in (1, 4):
+        env = VecEnv(params, num_envs=8, reset_ratio=ratio)
+        obs, state = env.reset(jax.random.PRNGKey(0))
+        stepf = jax.jit(env.step)
+        total_done = 0
+        for i in range(40):
+            obs, state, r, d, info = stepf(jax.random.PRNGKey(i), state, jnp.argmax(obs.action_mask, axis=-1))
+            total_done += int(d.sum())
+            assert not np.asarray(state.done).any()
+        assert total_done >= 8
