@@ -42,7 +42,7 @@ DEFAULT_MODELS: tuple[ModelSpec, ...] = (
 )
 
 # Default share of each GPU type when a cluster is sampled (same order as DEFAULT_GPUS).
-DEFAULT_GPU_WEIGHTS: tuple[float, ...] = (0.25, 0.25, 0.25, 0.25)
+DEFAULT_GPU_WEIGHTS: tuple[float, ...] = (0.35, 0.35, 0.2, 0.1)
 
 SPEC_VERSION = 1
 

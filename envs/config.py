@@ -36,7 +36,8 @@ class EnvConfig:
     n_workflows: int | None = None  # or set E directly
     max_workflows: int | None = None  # static bound on E (default: E at max_servers)
     rho: float = 0.7
-    template_weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 1.0, 1.0)
+    # chain, fan_out, self_consistency, retrieve_generate, debate, layered (see docs/environment.md)
+    template_weights: tuple[float, ...] = (0.5, 1.5, 2.0, 0.75, 2.0, 0.75)
     apps_per_template: int = 2
     bank_size: int = 4096
     workload_seed: int = 0

@@ -44,80 +44,90 @@ def _delay(rng: np.random.Generator, lo: float, hi: float) -> float:
 
 
 def chain(rng):
-    """ReAct loop: think -> tool -> observe, repeated; each step reads the last."""
+    """ReAct loop: think -> tool -> observe, repeated; each step reads the whole scratchpad so far."""
     n = _u(rng, 3, 8)
     tasks = []
-    for i in range(n):
+    for i in range(n - 1):
         tasks.append(TaskDraft(
             role="agent",
             input_tokens=_u(rng, 150, 600) if i else _u(rng, 300, 1200),
-            expected_output_tokens=_u(rng, 100, 350),
+            expected_output_tokens=_u(rng, 100, 400),
             tool_delay=_delay(rng, 0.3, 2.5) if i else 0.0,
-            parents=(i - 1,) if i else (),
+            parents=tuple(range(i)),
         ))
+    # a stronger model writes the final answer from the whole scratchpad
+    tasks.append(TaskDraft("judge", _u(rng, 100, 300), _u(rng, 40, 150), 0.0, tuple(range(n - 1))))
     return tasks
 
 
 def fan_out(rng):
     """LLMCompiler-style plan -> parallel workers (tool calls) -> joiner."""
-    k = _u(rng, 2, 6)
-    tasks = [TaskDraft("planner", _u(rng, 300, 1500), _u(rng, 200, 500), 0.0, ())]
+    k = _u(rng, 3, 8)
+    tasks = [TaskDraft("planner", _u(rng, 300, 1500), _u(rng, 80, 250), 0.0, ())]
     for _ in range(k):
-        tasks.append(TaskDraft("worker", _u(rng, 200, 2500), _u(rng, 150, 600),
+        tasks.append(TaskDraft("worker", _u(rng, 200, 2500), _u(rng, 400, 1200),
                                _delay(rng, 0.2, 2.0), (0,)))
-    tasks.append(TaskDraft("planner", _u(rng, 100, 400), _u(rng, 200, 600), 0.0,
+    # the joiner reads every worker's report: a large model prefilling many small-model outputs
+    tasks.append(TaskDraft("judge", _u(rng, 100, 400), _u(rng, 40, 150), 0.0,
                            tuple(range(1, k + 1))))
     return tasks
 
 
 def self_consistency(rng):
-    """k independent samples of the same prompt, then a vote."""
-    k = _u(rng, 3, 6)
+    """k independent samples; a verifier scores them all; an aggregator picks the answer from samples and scores."""
+    k = _u(rng, 3, 8)
     prompt = _u(rng, 500, 2500)
-    tasks = [TaskDraft("agent", prompt, _u(rng, 250, 800), 0.0, ()) for _ in range(k)]
-    tasks.append(TaskDraft("worker", _u(rng, 50, 200), _u(rng, 30, 80), 0.0, tuple(range(k))))
+    tasks = [TaskDraft("worker", prompt, _u(rng, 400, 1000), 0.0, ()) for _ in range(k)]
+    tasks.append(TaskDraft("planner", _u(rng, 50, 200), _u(rng, 30, 120), 0.0, tuple(range(k))))
+    tasks.append(TaskDraft("judge", _u(rng, 50, 200), _u(rng, 20, 80), 0.0, tuple(range(k + 1))))
     return tasks
 
 
 def retrieve_generate(rng):
-    """Query rewrite -> retrieval tool -> rerank over the context -> answer -> verify."""
+    """Query rewrite -> retrieval tool -> rerank over the context -> answer -> verify against the passages."""
     return [
         TaskDraft("worker", _u(rng, 100, 400), _u(rng, 40, 120), 0.0, ()),
-        TaskDraft("worker", _u(rng, 3000, 7000), _u(rng, 150, 400), _delay(rng, 0.3, 1.5), (0,)),
-        TaskDraft("judge", _u(rng, 2000, 5000), _u(rng, 300, 800), 0.0, (1,)),
-        TaskDraft("agent", _u(rng, 100, 300), _u(rng, 50, 200), 0.0, (2,)),
+        TaskDraft("worker", _u(rng, 3000, 7000), _u(rng, 300, 800), _delay(rng, 0.3, 1.5), (0,)),
+        TaskDraft("judge", _u(rng, 2000, 5000), _u(rng, 50, 200), 0.0, (0, 1)),
+        TaskDraft("planner", _u(rng, 100, 300), _u(rng, 20, 80), 0.0, (1, 2)),  # checks the answer against the passages
     ]
 
 
 def debate(rng):
-    """a agents argue for r rounds, each reading every answer of the last round; a judge decides."""
+    """a agents argue for r rounds, each reading the transcript so far; a judge reads all of it."""
     a, r = _u(rng, 2, 3), _u(rng, 2, 3)
     tasks = []
     for j in range(r):
-        prev = tuple(range((j - 1) * a, j * a)) if j else ()
+        prev = tuple(range(j * a))
         for _ in range(a):
-            tasks.append(TaskDraft("agent", _u(rng, 200, 800) if j == 0 else _u(rng, 50, 200),
-                                   _u(rng, 250, 600), 0.0, prev))
-    tasks.append(TaskDraft("judge", _u(rng, 100, 300), _u(rng, 150, 400), 0.0,
-                           tuple(range((r - 1) * a, r * a))))
+            tasks.append(TaskDraft("worker", _u(rng, 200, 800) if j == 0 else _u(rng, 50, 200),
+                                   _u(rng, 400, 1000), 0.0, prev))
+    tasks.append(TaskDraft("judge", _u(rng, 100, 300), _u(rng, 30, 100), 0.0, tuple(range(r * a))))
     return tasks
 
 
 def layered(rng):
-    """Random layered DAG: each node draws a non-empty parent set from the layer above."""
+    """Random layered DAG: each node draws a non-empty parent set from the layer above.
+
+    Early layers are small models writing long intermediate results; the last
+    layer is a larger model condensing them (the map-reduce shape of most agent graphs).
+    """
     n_layers = _u(rng, 2, 4)
     tasks: list[TaskDraft] = []
     prev: list[int] = []
     for layer in range(n_layers):
         width = _u(rng, 1, 3)
+        last = layer == n_layers - 1
         cur = []
         for _ in range(width):
-            if prev:
-                pick = [p for p in prev if rng.random() < 0.5] or [int(rng.choice(prev))]
+            if last and prev:  # the synthesizers read every earlier result
+                pick = list(range(len(tasks)))
+            elif prev:
+                pick = [p for p in prev if rng.random() < 0.7] or [int(rng.choice(prev))]
             else:
                 pick = []
-            role = ROLES[int(rng.integers(0, 3))]
-            tasks.append(TaskDraft(role, _u(rng, 200, 2000), _u(rng, 50, 600),
+            role = ("planner", "judge")[int(rng.integers(0, 2))] if last else ROLES[int(rng.integers(0, 2))]
+            tasks.append(TaskDraft(role, _u(rng, 200, 2000), _u(rng, 40, 150) if last else _u(rng, 300, 900),
                                    _delay(rng, 0.1, 2.0) if rng.random() < 0.3 else 0.0,
                                    tuple(sorted(pick))))
             cur.append(len(tasks) - 1)
@@ -126,11 +136,11 @@ def layered(rng):
 
 
 TEMPLATES: tuple[Template, ...] = (
-    Template("chain", 8, (2000, 5000)),
-    Template("fan_out", 8, (3000, 7000)),
-    Template("self_consistency", 7, (1000, 3000)),
-    Template("retrieve_generate", 4, (1000, 2500)),
-    Template("debate", 10, (1500, 4000)),
+    Template("chain", 8, (2000, 6000)),
+    Template("fan_out", 10, (3000, 8000)),
+    Template("self_consistency", 10, (1000, 4000)),
+    Template("retrieve_generate", 4, (1000, 3000)),
+    Template("debate", 10, (1500, 5000)),
     Template("layered", 12, (1000, 8000)),
 )
 TEMPLATE_FNS = (chain, fan_out, self_consistency, retrieve_generate, debate, layered)

@@ -232,7 +232,8 @@ def load_wfformat(path, model_names, max_tasks=32, sigma=0.5, seed=0,
             for j, f in enumerate(t.get("files", [])):
                 size = _num(ctx, f"{base}[{i}].files[{j}].size", f.get("size", f.get("sizeInBytes", 0)))
                 (ins if f.get("link") == "input" else outs).append((f.get("name", j), size))
-            return t.get("id", t.get("name")), ins, outs, t.get("runtimeInSeconds", t.get("runtime", 0.0))
+            # up to 1.4, parents/children name tasks by `name` (ids may differ)
+            return t.get("name", t.get("id")), ins, outs, t.get("runtimeInSeconds", t.get("runtime", 0.0))
 
     rows, produced = [], {}
     for i, t in enumerate(tasks):

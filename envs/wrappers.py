@@ -2,14 +2,18 @@
 
 `auto_reset_step` is exact and per-env (vmap it): a finished episode is
 replaced by a fresh one drawn with the step's key. Under `vmap` that computes a
-reset for every env at every step, which costs about as much as the step.
+reset for every env at every step and selects over the whole state, which
+costs more than the step itself.
 
-`VecEnv` steps a batch and, with `reset_ratio = r > 1`, draws only
-`num_envs // r` fresh episodes per step and hands them to the envs that just
-finished, in order of env index (Craftax's "optimistic resets"). Exact while
-fewer than `num_envs // r` envs finish in one step; beyond that, envs finishing
-together share a start (a statistical duplicate, never an invalid state).
-Episodes here last hundreds of steps, so with r = 16 and 4096 envs that is rare.
+`VecEnv` steps a batch and draws `num_envs // reset_ratio` fresh episodes per
+step, writing them in place (a scatter, not a select) into the envs whose
+episode has ended, lowest env index first. With `reset_ratio = 1` every env
+gets its own fresh episode the step it ends (exact). With r > 1 (Craftax's
+"optimistic resets", minus the duplicates): if more than `num_envs // r` envs
+end in one step, the rest wait, frozen, and get a fresh episode on the next
+step; their waiting steps return reward 0 and `done = False`, and
+`info["waiting"]` counts them. Episodes last hundreds of steps, so with r = 16
+this almost never happens.
 """
 
 from __future__ import annotations
@@ -38,21 +42,27 @@ def auto_reset_step(key, state, action, params: EnvParams):
 class VecEnv:
     params: EnvParams
     num_envs: int = struct.field(pytree_node=False)
-    reset_ratio: int = struct.field(pytree_node=False, default=1)  # 1: exact per-env resets
+    reset_ratio: int = struct.field(pytree_node=False, default=1)  # 1: every ended env resets at once
+
+    @property
+    def num_fresh(self) -> int:
+        return max(1, self.num_envs // max(1, self.reset_ratio))
 
     def reset(self, key):
         return jax.vmap(reset, in_axes=(0, None))(jax.random.split(key, self.num_envs), self.params)
 
     def step(self, key, state, action):
-        if self.reset_ratio <= 1:
-            keys = jax.random.split(key, self.num_envs)
-            return jax.vmap(auto_reset_step, in_axes=(0, 0, 0, None))(keys, state, action, self.params)
+        """Returns (obs, state, reward, done, info); `done` marks episodes that ended at this step
+        (their final metrics are in `info`), and `obs`/`state` already belong to the next episode."""
         k_step, k_reset = jax.random.split(key)
+        was_done = state.done
         obs, state, reward, done, info = jax.vmap(step, in_axes=(0, 0, 0, None))(
             jax.random.split(k_step, self.num_envs), state, action, self.params)
-        n_fresh = max(1, self.num_envs // self.reset_ratio)
-        obs_r, state_r = jax.vmap(reset, in_axes=(0, None))(jax.random.split(k_reset, n_fresh), self.params)
-        pick = (jnp.cumsum(done) - 1) % n_fresh
-        fresh_obs = jax.tree.map(lambda x: x[pick], obs_r)
-        fresh_state = jax.tree.map(lambda x: x[pick], state_r)
-        return _where(done, fresh_obs, obs), _where(done, fresh_state, state), reward, done, info
+        ended = done & ~was_done
+        obs_r, state_r = jax.vmap(reset, in_axes=(0, None))(jax.random.split(k_reset, self.num_fresh), self.params)
+        idx = jnp.nonzero(state.done, size=self.num_fresh, fill_value=self.num_envs)[0]
+        put = lambda x, r: x.at[idx].set(r, mode="drop")  # noqa: E731
+        obs = jax.tree.map(put, obs, obs_r)
+        state = jax.tree.map(put, state, state_r)
+        info = dict(info, waiting=jnp.sum(state.done))
+        return obs, state, reward, ended, info

@@ -37,8 +37,8 @@ def test_bad_config_names_the_field(kwargs, field):
 
 
 def test_max_tasks_is_fine_when_the_big_templates_are_off():
-    # only self_consistency (<= 7 tasks) and retrieve_generate (4)
-    make_params(EnvConfig(max_tasks=7, template_weights=(0, 0, 1, 1, 0, 0), bank_size=16))
+    # only retrieve_generate (4 tasks)
+    make_params(EnvConfig(max_tasks=4, template_weights=(0, 0, 0, 1, 0, 0), bank_size=16))
 
 
 def test_negative_tokens_in_a_workflow_file_are_refused(tmp_path):
@@ -49,3 +49,22 @@ def test_negative_tokens_in_a_workflow_file_are_refused(tmp_path):
                  '[{"id": 0, "model": "8B", "input_tokens": -5, "expected_output_tokens": 10}]}]}')
     with pytest.raises(ValueError, match=r"w.json: workflows\[0\].tasks\[0\].input_tokens"):
         load_own_json(p, [m.name for m in catalog.DEFAULT_MODELS])
+
+
+def test_templates_respect_their_declared_size_and_order():
+    import numpy as np
+
+    from envs import templates as tpl
+
+    rng = np.random.default_rng(0)
+    for t, fn in zip(tpl.TEMPLATES, tpl.TEMPLATE_FNS):
+        sizes = set()
+        for _ in range(500):
+            tasks = fn(rng)
+            sizes.add(len(tasks))
+            assert 1 <= len(tasks) <= t.max_tasks, t.name
+            for i, d in enumerate(tasks):
+                assert all(0 <= p < i for p in d.parents), (t.name, i, d.parents)
+                assert d.role in tpl.ROLES and d.input_tokens >= 0 and d.expected_output_tokens >= 1
+                assert d.tool_delay >= 0
+        assert max(sizes) == t.max_tasks, (t.name, max(sizes))

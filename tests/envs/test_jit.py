@@ -62,15 +62,28 @@ def test_auto_reset_starts_a_fresh_episode():
     assert dones >= 2
 
 
-def test_vecenv_exact_and_optimistic_resets_keep_every_env_running():
+def test_vecenv_resets_ended_envs_in_place():
+    """ratio 1: every ended env restarts at once. ratio 8 (one fresh episode per step for 8 envs):
+    envs ending together wait, frozen with reward 0, and restart on the following steps."""
     params = make_params(EnvConfig(n_servers=2, bank_size=32, n_workflows=2))
-    for ratio in (1, 4):
+    for ratio in (1, 8):
         env = VecEnv(params, num_envs=8, reset_ratio=ratio)
         obs, state = env.reset(jax.random.PRNGKey(0))
         stepf = jax.jit(env.step)
-        total_done = 0
-        for i in range(40):
+        ended, waited = 0, 0
+        for i in range(60):
+            before = np.asarray(state.done)
             obs, state, r, d, info = stepf(jax.random.PRNGKey(i), state, jnp.argmax(obs.action_mask, axis=-1))
-            total_done += int(d.sum())
-            assert not np.asarray(state.done).any()
-        assert total_done >= 8
+            ended += int(d.sum())
+            waiting = np.asarray(state.done)
+            assert int(info["waiting"]) == waiting.sum()
+            assert not (np.asarray(d) & before).any()  # an env that was waiting does not end again
+            assert (np.asarray(r)[before] == 0).all()
+            waited += waiting.sum()
+            if ratio == 1:
+                assert not waiting.any()
+            else:
+                assert waiting.sum() <= 7
+        assert ended >= 8
+        if ratio == 8:
+            assert waited > 0  # the deferral path ran
