@@ -51,7 +51,7 @@ class EnvConfig:
     arrival_chunk: int = 8
     bank: Bank | None = field(default=None, compare=False, hash=False)  # workflows from files
 
-    def replace(self, **kw) -> "EnvConfig":
+    def replace(self, **kw) -> EnvConfig:
         return dataclasses.replace(self, **kw)
 
     # ---- derived ----

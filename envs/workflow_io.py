@@ -183,7 +183,7 @@ def load_own_json(path, model_names, max_tasks=32, sigma=0.5, seed=0) -> list[Wo
                 input=_num(ctx, f"{tw}.input_tokens", t["input_tokens"], integer=True),
                 expected=_num(ctx, f"{tw}.expected_output_tokens", t["expected_output_tokens"], integer=True, minimum=1),
                 output=None if out is None else _num(ctx, f"{tw}.output_tokens", out, integer=True, minimum=1),
-                delay=_num(ctx, f"{tw}.tool_delay", t.get("tool_delay", 0.0)),
+                delay=float(np.float32(_num(ctx, f"{tw}.tool_delay", t.get("tool_delay", 0.0)))),
                 parents=parents,
             ))
         specs.append(_finish(ctx, where, w["app"], prefix, rows, model_names, max_tasks, sigma, rng))
@@ -282,7 +282,7 @@ def load_workflows(paths, model_names, max_tasks=32, sigma=0.5, seed=0) -> list[
     specs = []
     for k, p in enumerate(paths):
         data, ctx = _read_json(p)
-        if isinstance(data, dict) and "workflow" in data:
+        if isinstance(data, dict) and ("workflow" in data or "schemaVersion" in data):
             specs += load_wfformat(p, model_names, max_tasks, sigma, seed + k)
         else:
             specs += load_own_json(p, model_names, max_tasks, sigma, seed + k)

@@ -130,7 +130,7 @@ def generate_bank(
     w = w / w.sum()
     # Each template is served by `apps_per_template` apps (tenants); each app has a fixed prefix length.
     prefixes = {}
-    for k, t in enumerate(tpl.TEMPLATES):
+    for t in tpl.TEMPLATES:
         for v in range(apps_per_template):
             prefixes[f"{t.name}/{v}"] = _round_to(rng.integers(t.prefix_range[0], t.prefix_range[1] + 1), 50)
     specs = []

@@ -16,7 +16,7 @@ TIME_ATOL = 2e-3  # seconds; float32 times reach ~1e3 s
 REWARD_ATOL = 5e-5
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def jitted():
     return jax.jit(reset), jax.jit(step)
 

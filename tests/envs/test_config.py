@@ -2,8 +2,7 @@
 
 import pytest
 
-from envs import EnvConfig, make_params
-from envs import catalog
+from envs import EnvConfig, catalog, make_params
 
 
 @pytest.mark.parametrize("kwargs,field", [

@@ -14,7 +14,7 @@ from envs.rollout import max_decisions
 MAX_N = 8
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def setup(window: int):
     config = EnvConfig(n_servers=MAX_N, bank_size=128, n_workflows=16, window=window, workload_seed=3)
     params = make_params(config)
