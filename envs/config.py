@@ -15,7 +15,7 @@ import numpy as np
 
 from envs import catalog
 from envs import templates as tpl
-from envs.types import BankArrays, EnvParams
+from envs.types import BankArrays, EnvParams, pack_bank
 from envs.workload import Bank, generate_bank
 
 DEFAULT_ROLE_MODELS = (("worker", "8B"), ("agent", "14B"), ("planner", "32B"), ("judge", "70B-fp8"))
@@ -198,8 +198,10 @@ def derive_bank_arrays(bank: Bank, config: EnvConfig) -> dict[str, np.ndarray]:
     rem_true = path(bank.output)
     is_root = (bank.parents == 0) & (np.arange(t)[None, :] < bank.n_tasks[:, None])
     lower = np.where(is_root, rem_true, 0.0).max(axis=1)
+    root_delay = np.where(is_root, bank.tool_delay, np.inf)
     return dict(n_children=n_children, depth=depth, path_remaining=rem_exp.astype(np.float32),
-                lower_bound=lower.astype(np.float32))
+                lower_bound=lower.astype(np.float32), root_delay=root_delay.min(axis=1).astype(np.float32),
+                root_task=root_delay.argmin(axis=1).astype(np.int32))
 
 
 def work_per_workflow(bank: Bank, config: EnvConfig) -> np.ndarray:
@@ -250,14 +252,15 @@ def make_params(config: EnvConfig | None = None) -> EnvParams:
         load_time=f32([[m.mem_gb / g.load_gbps for m in config.models] for g in config.gpus]),
         work_per_workflow=f32(work_per_workflow(bank, config)),
         n_workflows=jnp.int32(config.episode_workflows), rho=f32(config.rho),
-        bank=BankArrays(
+        bank=pack_bank(BankArrays(
             n_tasks=jnp.asarray(bank.n_tasks), app=jnp.asarray(bank.app), prefix_tokens=f32(bank.prefix_tokens),
             model=jnp.asarray(bank.model), input_tokens=f32(bank.input_tokens),
             expected_output=f32(bank.expected_output), output=f32(bank.output), tool_delay=f32(bank.tool_delay),
             parents=jnp.asarray(bank.parents), n_children=jnp.asarray(derived["n_children"]),
             depth=jnp.asarray(derived["depth"]), path_remaining=f32(derived["path_remaining"]),
-            lower_bound=f32(derived["lower_bound"]),
-        ),
+            lower_bound=f32(derived["lower_bound"]), root_delay=f32(derived["root_delay"]),
+            root_task=jnp.asarray(derived["root_task"]),
+        )),
         net_latency_s=f32(config.net_latency_s), task_overhead_s=f32(config.task_overhead_s),
         mem_headroom=f32(config.mem_headroom), reward_scale=f32(config.reward_scale),
     )

@@ -35,7 +35,7 @@ def full_mask(n):
 
 
 def bank_row(params: EnvParams, b):
-    return jax.tree.map(lambda a: a[b], params.bank)
+    return params.bank.row(b)
 
 
 def frontier(parents, delay, n_tasks, assigned, ready, t: int):
@@ -92,7 +92,7 @@ def draw_episode(key, params: EnvParams):
     gpu, active, init_model = sample_cluster(k_cluster, params)
     rate = arrival_rate(params, gpu, active)
     arrivals = sample_arrivals(k_arr, params, rate)
-    wf_bank = jax.random.randint(k_bank, (params.max_workflows,), 0, params.bank.n_tasks.shape[0], jnp.int32)
+    wf_bank = jax.random.randint(k_bank, (params.max_workflows,), 0, params.bank.size, jnp.int32)
     return gpu, active, init_model, arrivals, wf_bank, rate
 
 
@@ -113,11 +113,9 @@ def reset_from(params: EnvParams, gpu, active, init_model, arrivals, wf_bank, ra
     first = jnp.minimum(seq, params.max_workflows - 1)
     slot_bank = jnp.where(occupied, wf_bank[first], 0)
     slot_arrival = jnp.where(occupied, arrivals[first], INF)
-    rows = jax.vmap(lambda b: bank_row(params, b))(slot_bank)
     ready0 = jnp.broadcast_to(slot_arrival[:, None], (w_slots, t))
-    nr, nt = jax.vmap(frontier, in_axes=(0, 0, 0, None, 0, None))(
-        rows.parents, rows.tool_delay, rows.n_tasks, jnp.uint32(0), ready0, t)
-    nr = jnp.where(occupied, nr, INF)
+    nr = jnp.where(occupied, slot_arrival + params.bank.root_delay[slot_bank], INF)
+    nt = params.bank.root_task[slot_bank]
     state = EnvState(
         gpu=gpu, active=active, free_at=jnp.zeros(n, jnp.float32), resident=resident,
         model_stamp=jnp.full((n, m), -1, jnp.int32), cache_key=jnp.full((n, k), -1, jnp.int32),
@@ -215,7 +213,7 @@ def step(key, state: EnvState, action, params: EnvParams):
     load_s = jnp.where(need_load, params.load_time[g, model], 0.0)
 
     # --- prefix cache: drop entries of evicted models, then look up / insert (LRU) ---
-    app = params.bank.app[state.slot_bank[w]]
+    app = row.app
     ck, cs = state.cache_key[s], state.cache_stamp[s]
     ck = jnp.where((ck >= 0) & evict[jnp.maximum(ck, 0) % m], -1, ck)
     key_am = app * m + model
@@ -271,15 +269,13 @@ def step(key, state: EnvState, action, params: EnvParams):
     new_b = st.wf_bank[j_safe]
     new_arrival = st.arrivals[j_safe]
     new_admit = jnp.maximum(new_arrival, state.clock)
-    new_row = bank_row(params, new_b)
     slot_b = jnp.where(admit_new, new_b, st.slot_bank[w])
-    f_parents = jnp.where(admit_new, new_row.parents, row.parents)
-    f_delay = jnp.where(admit_new, new_row.tool_delay, row.tool_delay)
-    f_n = jnp.where(admit_new, new_row.n_tasks, row.n_tasks)
     f_assigned = jnp.where(complete, jnp.uint32(0), assigned)
     f_ready = jnp.where(admit_new, new_admit, row_ready)
-    nr, nt = frontier(f_parents, f_delay, f_n, f_assigned, f_ready, t)
-    nr = jnp.where(complete & ~admit_new, INF, nr)
+    # A fresh workflow's first ready task is precomputed per bank row; otherwise scan this one.
+    nr, nt = frontier(row.parents, row.tool_delay, row.n_tasks, assigned, row_ready, t)
+    nr = jnp.where(admit_new, new_admit + params.bank.root_delay[new_b], jnp.where(complete, INF, nr))
+    nt = jnp.where(admit_new, params.bank.root_task[new_b], nt)
 
     def put(arr, val):  # write slot w in place (only while live)
         return arr.at[w].set(jnp.where(live, val, arr[w]))

@@ -18,7 +18,7 @@ def observe(state: EnvState, params: EnvParams) -> Observation:
     n, t, m = params.max_servers, params.max_tasks, params.n_models
     w, c, now = state.cur_slot, state.cur_task, state.clock
     b = state.slot_bank[w]
-    row = jax.tree.map(lambda a: a[b], params.bank)
+    row = params.bank.row(b)
     model = row.model[c]
     tidx = jnp.arange(t)
     is_parent = ((row.parents[c] >> tidx.astype(jnp.uint32)) & 1).astype(bool)
@@ -52,13 +52,20 @@ def observe(state: EnvState, params: EnvParams) -> Observation:
     pre = params.prefill_rate[gpu, model]
     dec = params.decode_rate[gpu, model]
     resident = state.resident[:, model]
-    app = params.bank.app[b]
+    app = row.app
     prefix_hit = jnp.any(state.cache_key == app * m + model, axis=1)
-    on_s = is_parent[None, :] & (p_srv[None, :] == sidx[:, None])  # [N, T]
-    local_tok = jnp.sum(jnp.where(on_s, row.output[None, :], 0.0), axis=1)
+    # Parents' output tokens and count per server, as one [2, T] x [T, N] product.
+    placed = (p_srv[:, None] == sidx[None, :]) & is_parent[:, None]  # [T, N]
+    local_tok, n_local = jnp.stack([row.output, jnp.ones(t)]) @ placed.astype(jnp.float32)
     remote_tok = parent_tok - local_tok
-    lat = jnp.where(on_s, 0.0, params.net_latency_s)
-    parents_ready = jnp.max(jnp.where(is_parent[None, :], p_fin[None, :] + lat, -jnp.inf), axis=1)
+    # When would the parents' outputs be on server s? The latest parent (finish f1, on s1) is
+    # local only to s1; there, the latest remote parent (f2) may still bind. O(T + N), no [N, T] pass.
+    fin = jnp.where(is_parent, p_fin, -jnp.inf)
+    i1 = jnp.argmax(fin)
+    f1, s1 = fin[i1], p_srv[i1]
+    f2 = jnp.max(jnp.where(is_parent & (p_srv != s1), p_fin, -jnp.inf))
+    lat = params.net_latency_s
+    parents_ready = jnp.where(sidx == s1, jnp.maximum(f1, f2 + lat), f1 + lat)
     ready = jnp.maximum(state.slot_admit[w], parents_ready) + row.tool_delay[c]
     est_start = jnp.maximum(state.free_at, ready)
     load = jnp.where(resident, 0.0, params.load_time[gpu, model])
@@ -66,8 +73,9 @@ def observe(state: EnvState, params: EnvParams) -> Observation:
     est_dur = load + prompt / pre + row.expected_output[c] / dec + params.task_overhead_s
     used = jnp.sum(jnp.where(state.resident, params.model_mem[None, :], 0.0), axis=1)
     cap = params.mem_headroom * params.gpu_mem[gpu]
-    servers = jnp.concatenate([jnp.stack([
-        state.active.astype(jnp.float32),
+    on = state.active.astype(jnp.float32)
+    cols = [
+        on,
         fits.astype(jnp.float32),
         pre * KTOK,
         dec * KTOK,
@@ -78,17 +86,18 @@ def observe(state: EnvState, params: EnvParams) -> Observation:
         prefix_hit.astype(jnp.float32),
         local_tok * KTOK,
         remote_tok * KTOK,
-        jnp.sum(on_s, axis=1).astype(jnp.float32),
+        n_local,
         load,
         est_start - now,
         est_start + est_dur - now,
         jnp.sum(state.recent_finish > now, axis=1).astype(jnp.float32),
         jnp.sum(state.resident, axis=1).astype(jnp.float32),
-    ], axis=1), (jnp.arange(params.n_gpu_types)[None, :] == gpu[:, None]).astype(jnp.float32)], axis=1)
-    servers = jnp.where(state.active[:, None], servers, 0.0)
+    ] + [(gpu == g).astype(jnp.float32) for g in range(params.n_gpu_types)]
+    servers = jnp.stack([col * on for col in cols], axis=0).T  # feature-major first: faster on XLA CPU
 
     # --- the workflow DAG ---
-    nodes = jnp.concatenate([jnp.stack([
+    vf = valid.astype(jnp.float32)
+    node_cols = [
         assigned.astype(jnp.float32),
         (tidx == c).astype(jnp.float32),
         row.input_tokens * KTOK,
@@ -96,8 +105,8 @@ def observe(state: EnvState, params: EnvParams) -> Observation:
         row.tool_delay,
         jnp.where(assigned, p_fin - now, 0.0),
         row.path_remaining,
-    ], axis=1), (jnp.arange(m)[None, :] == row.model[:, None]).astype(jnp.float32)], axis=1)
-    nodes = jnp.where(valid[:, None], nodes, 0.0)
+    ] + [(row.model == i).astype(jnp.float32) for i in range(m)]
+    nodes = jnp.stack([col * vf for col in node_cols], axis=0).T
     adjacency = ((row.parents[None, :] >> tidx[:, None].astype(jnp.uint32)) & 1).astype(bool)
     dag = DagView(nodes=nodes, adjacency=adjacency, node_mask=valid, current=c)
 

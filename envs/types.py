@@ -8,6 +8,8 @@ of active servers up to `max_servers`, any load and any catalog numbers.
 from __future__ import annotations
 
 import chex
+import jax
+import jax.numpy as jnp
 from flax import struct
 
 
@@ -34,6 +36,45 @@ class BankArrays:
     # fastest catalog rates, hot caches: tool_delay + input/prefill + expected_output/decode + overhead
     path_remaining: chex.Array
     lower_bound: chex.Array  # [B] f32: the same with true lengths, from arrival (slowdown's denominator)
+    root_delay: chex.Array  # [B] f32: smallest tool delay among roots (first ready time after admission)
+    root_task: chex.Array  # [B] int32: the root with that delay (lowest index on ties)
+    # All of the above in one [B, T, len(PACKED_COLUMNS)] f32 array (ints bit-cast, per-workflow
+    # values repeated over T), so the step fetches a workflow with one gather instead of thirteen.
+    packed: chex.Array = None
+
+    @property
+    def size(self) -> int:
+        return self.n_tasks.shape[0]
+
+    def row(self, b) -> "BankArrays":
+        """Workflow `b` as a BankArrays of [T] task fields and scalar workflow fields."""
+        r = self.packed[b]
+        cols = {}
+        for i, name in enumerate(PACKED_COLUMNS):
+            col = r[..., i]
+            if name in INT_COLUMNS:
+                col = jax.lax.bitcast_convert_type(col, jnp.uint32 if name == "parents" else jnp.int32)
+            cols[name] = col[..., 0] if name in WORKFLOW_COLUMNS else col
+        return BankArrays(**cols, root_delay=self.root_delay[b], root_task=self.root_task[b])
+
+
+PACKED_COLUMNS = ("model", "input_tokens", "expected_output", "output", "tool_delay", "parents", "n_children",
+                  "depth", "path_remaining", "n_tasks", "app", "prefix_tokens", "lower_bound")
+INT_COLUMNS = frozenset({"model", "parents", "n_children", "depth", "n_tasks", "app"})
+WORKFLOW_COLUMNS = frozenset({"n_tasks", "app", "prefix_tokens", "lower_bound"})
+
+
+def pack_bank(bank: BankArrays) -> BankArrays:
+    t = bank.model.shape[1]
+    cols = []
+    for name in PACKED_COLUMNS:
+        a = jnp.asarray(getattr(bank, name))
+        if name in WORKFLOW_COLUMNS:
+            a = jnp.broadcast_to(a[:, None], (a.shape[0], t))
+        if name in INT_COLUMNS:
+            a = jax.lax.bitcast_convert_type(a.astype(jnp.uint32 if name == "parents" else jnp.int32), jnp.float32)
+        cols.append(a.astype(jnp.float32))
+    return bank.replace(packed=jnp.stack(cols, axis=-1))
 
 
 @struct.dataclass

@@ -6,14 +6,20 @@ reset for every env at every step and selects over the whole state, which
 costs more than the step itself.
 
 `VecEnv` steps a batch and draws `num_envs // reset_ratio` fresh episodes per
-step, writing them in place (a scatter, not a select) into the envs whose
-episode has ended, lowest env index first. With `reset_ratio = 1` every env
-gets its own fresh episode the step it ends (exact). With r > 1 (Craftax's
-"optimistic resets", minus the duplicates): if more than `num_envs // r` envs
-end in one step, the rest wait, frozen, and get a fresh episode on the next
-step; their waiting steps return reward 0 and `done = False`, and
-`info["waiting"]` counts them. Episodes last hundreds of steps, so with r = 16
-this almost never happens.
+step for the envs whose episode just ended, lowest env index first. With
+`reset_ratio = 1` every ended env gets its own fresh episode at once (exact).
+With r > 1 (Craftax's "optimistic resets", minus the duplicates): if more than
+`num_envs // r` envs end in one step, the rest wait, frozen, and get a fresh
+episode on a later step; their waiting steps return reward 0 and `done = False`,
+and `info["waiting"]` counts them. Episodes last hundreds of steps, so with
+r = 16 and thousands of envs this almost never happens.
+
+Why the fresh states travel in `VecState.fresh` for one step: the observation
+of a fresh episode is returned at once (the step builds a new observation
+buffer anyway, so writing into it is cheap), but writing fresh states into the
+step's output would make XLA copy the whole batched state every step (about
+half the step's cost on a CPU). Writing them into the loop-carried state at the
+start of the next step is done in place.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from envs.env import reset, step
-from envs.types import EnvParams
+from envs.types import EnvParams, EnvState
 
 
 def _where(cond, a, b):
@@ -39,6 +45,19 @@ def auto_reset_step(key, state, action, params: EnvParams):
 
 
 @struct.dataclass
+class VecState:
+    env: EnvState  # [num_envs]; an env in `fresh_idx` still holds its finished episode
+    fresh: EnvState  # [num_fresh] episodes whose first observation was already returned
+    fresh_idx: jax.Array  # [num_fresh] env index each goes to (num_envs: unused)
+
+    @property
+    def done(self):
+        """Envs with no episode in progress and none pending (waiting for a fresh one)."""
+        pending = jnp.zeros(self.env.done.shape, bool).at[self.fresh_idx].set(True, mode="drop")
+        return self.env.done & ~pending
+
+
+@struct.dataclass
 class VecEnv:
     params: EnvParams
     num_envs: int = struct.field(pytree_node=False)
@@ -49,20 +68,25 @@ class VecEnv:
         return max(1, self.num_envs // max(1, self.reset_ratio))
 
     def reset(self, key):
-        return jax.vmap(reset, in_axes=(0, None))(jax.random.split(key, self.num_envs), self.params)
+        obs, env = jax.vmap(reset, in_axes=(0, None))(jax.random.split(key, self.num_envs), self.params)
+        fresh = jax.tree.map(lambda x: x[: self.num_fresh], env)
+        return obs, VecState(env=env, fresh=fresh, fresh_idx=jnp.full(self.num_fresh, self.num_envs, jnp.int32))
 
-    def step(self, key, state, action):
+    def step(self, key, state: VecState, action):
         """Returns (obs, state, reward, done, info); `done` marks episodes that ended at this step
-        (their final metrics are in `info`), and `obs`/`state` already belong to the next episode."""
+        (their final metrics are in `info`), and `obs` already belongs to the next episode."""
         k_step, k_reset = jax.random.split(key)
-        was_done = state.done
-        obs, state, reward, done, info = jax.vmap(step, in_axes=(0, 0, 0, None))(
-            jax.random.split(k_step, self.num_envs), state, action, self.params)
+        put = lambda idx: lambda x, r: x.at[idx].set(r, mode="drop")  # noqa: E731
+        env = jax.tree.map(put(state.fresh_idx), state.env, state.fresh)  # last step's fresh episodes
+        was_done = env.done
+        obs, env, reward, done, info = jax.vmap(step, in_axes=(0, 0, 0, None))(
+            jax.random.split(k_step, self.num_envs), env, action, self.params)
         ended = done & ~was_done
-        obs_r, state_r = jax.vmap(reset, in_axes=(0, None))(jax.random.split(k_reset, self.num_fresh), self.params)
-        idx = jnp.nonzero(state.done, size=self.num_fresh, fill_value=self.num_envs)[0]
-        put = lambda x, r: x.at[idx].set(r, mode="drop")  # noqa: E731
-        obs = jax.tree.map(put, obs, obs_r)
-        state = jax.tree.map(put, state, state_r)
+        obs_r, fresh = jax.vmap(reset, in_axes=(0, None))(jax.random.split(k_reset, self.num_fresh), self.params)
+        # the first num_fresh finished envs, lowest index first (top_k: nonzero's cumsum is quadratic on CPU)
+        top, idx = jax.lax.top_k(jnp.where(env.done, self.num_envs - jnp.arange(self.num_envs), 0), self.num_fresh)
+        idx = jnp.where(top > 0, idx, self.num_envs).astype(jnp.int32)
+        obs = jax.tree.map(put(idx), obs, obs_r)
+        state = VecState(env=env, fresh=fresh, fresh_idx=idx)
         info = dict(info, waiting=jnp.sum(state.done))
         return obs, state, reward, ended, info

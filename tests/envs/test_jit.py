@@ -67,15 +67,18 @@ def test_vecenv_resets_ended_envs_in_place():
     envs ending together wait, frozen with reward 0, and restart on the following steps."""
     params = make_params(EnvConfig(n_servers=2, bank_size=32, n_workflows=2))
     for ratio in (1, 8):
+        chex.clear_trace_counter()
         env = VecEnv(params, num_envs=8, reset_ratio=ratio)
-        obs, state = env.reset(jax.random.PRNGKey(0))
-        stepf = jax.jit(env.step)
+        obs, state = jax.jit(env.reset)(jax.random.PRNGKey(0))
+        stepf = jax.jit(chex.assert_max_traces(env.step, n=1))
         ended, waited = 0, 0
         for i in range(60):
             before = np.asarray(state.done)
             obs, state, r, d, info = stepf(jax.random.PRNGKey(i), state, jnp.argmax(obs.action_mask, axis=-1))
             ended += int(d.sum())
             waiting = np.asarray(state.done)
+            # every env not waiting shows the first observation of a live episode
+            assert np.asarray(obs.action_mask)[~waiting].any(axis=-1).all()
             assert int(info["waiting"]) == waiting.sum()
             assert not (np.asarray(d) & before).any()  # an env that was waiting does not end again
             assert (np.asarray(r)[before] == 0).all()
