@@ -6,7 +6,6 @@ share it and it can be recomputed for any state.
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 
 from envs.types import DagView, EnvParams, EnvState, Observation

@@ -94,7 +94,7 @@ def retrieve_generate(rng):
 
 
 def debate(rng):
-    """a agents argue for r rounds, each reading the transcript so far; a judge reads all of it."""
+    """a debaters (worker role) argue for r rounds, each reading the transcript so far; a judge reads all of it."""
     a, r = _u(rng, 2, 3), _u(rng, 2, 3)
     tasks = []
     for j in range(r):

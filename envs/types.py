@@ -46,7 +46,7 @@ class BankArrays:
     def size(self) -> int:
         return self.n_tasks.shape[0]
 
-    def row(self, b) -> "BankArrays":
+    def row(self, b) -> BankArrays:
         """Workflow `b` as a BankArrays of [T] task fields and scalar workflow fields."""
         r = self.packed[b]
         cols = {}

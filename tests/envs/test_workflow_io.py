@@ -47,7 +47,7 @@ def test_own_example_loads():
     assert rag.models == (M["8B"], M["8B"], M["70B-fp8"], M["14B"]) and rag.parents == ((), (0,), (1,), (2,))
     assert fan.parents[-1] == (1, 2, 3, 4) and set(fan.models) == {M["32B"], M["8B"]}
     assert debate.parents == ((), (), (0, 1), (0, 1), (2, 3)) and debate.models[-1] == M["70B-fp8"]
-    assert chain.tool_delay[1:] == (1.1, 0.8, 2.0)
+    assert chain.tool_delay[1:] == tuple(float(np.float32(x)) for x in (1.1, 0.8, 2.0))  # stored as float32
     used = {m for w in specs for m in w.models}
     assert used == set(range(len(NAMES)))  # every catalog model appears
     for w in specs:
