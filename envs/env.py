@@ -34,6 +34,12 @@ def full_mask(n):
     return jnp.where(n >= 32, jnp.uint32(0xFFFFFFFF), bit(jnp.minimum(n, 31)) - jnp.uint32(1))
 
 
+def write_row(arr, i, val, live):
+    """arr[i] = val while the episode is live. An in-place scatter: a whole-array select here
+    would rewrite every slot of every env at every step."""
+    return arr.at[i].set(jnp.where(live, val, arr[i]))
+
+
 def bank_row(params: EnvParams, b):
     return params.bank.row(b)
 
@@ -235,7 +241,7 @@ def step(key, state: EnvState, action, params: EnvParams):
 
     # --- write the server (in place: only row s changes) ---
     def at_s(arr, val):
-        return arr.at[s].set(jnp.where(live, val, arr[s]))
+        return write_row(arr, s, val, live)
 
     ring = jnp.arange(params.queue_cap) == state.n_assigned[s] % params.queue_cap
     st = state.replace(
@@ -277,10 +283,8 @@ def step(key, state: EnvState, action, params: EnvParams):
     nr = jnp.where(admit_new, new_admit + params.bank.root_delay[new_b], jnp.where(complete, INF, nr))
     nt = jnp.where(admit_new, params.bank.root_task[new_b], nt)
 
-    def put(arr, val):  # write slot w in place (only while live)
-        return arr.at[w].set(jnp.where(live, val, arr[w]))
-
-    put_row = put
+    def put(arr, val):  # write slot w
+        return write_row(arr, w, val, live)
 
     st = st.replace(
         slot_bank=put(st.slot_bank, slot_b),
@@ -291,9 +295,9 @@ def step(key, state: EnvState, action, params: EnvParams):
         slot_next_ready=put(st.slot_next_ready, nr),
         slot_next_task=put(st.slot_next_task, nt),
         slot_max_finish=put(st.slot_max_finish, jnp.where(complete, -INF, max_finish)),
-        task_server=put_row(st.task_server, jnp.where(complete, -1, row_srv)),
-        task_finish=put_row(st.task_finish, jnp.where(complete, 0.0, row_fin)),
-        task_ready=put_row(st.task_ready, f_ready),
+        task_server=put(st.task_server, jnp.where(complete, -1, row_srv)),
+        task_finish=put(st.task_finish, jnp.where(complete, 0.0, row_fin)),
+        task_ready=put(st.task_ready, f_ready),
         next_admit=st.next_admit + (admit_new & live),
     )
 
