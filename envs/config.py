@@ -8,6 +8,7 @@ construction, before anything is compiled.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from dataclasses import dataclass, field
 
 import jax.numpy as jnp
@@ -75,6 +76,11 @@ class EnvConfig:
 
     @property
     def window_slots(self) -> int:
+        """Slots in use at n_servers (the static capacity is `window_capacity`)."""
+        return self.window if self.window is not None else max(8, 2 * self.n_servers)
+
+    @property
+    def window_capacity(self) -> int:
         return self.window if self.window is not None else max(8, 2 * self.padded_servers)
 
     def model_index(self, name: str, field_name: str) -> int:
@@ -94,7 +100,11 @@ class EnvConfig:
             if not cond:
                 raise ValueError(f"{fld}: {msg}")
 
-        need(isinstance(self.n_servers, int) and self.n_servers >= 1, "n_servers", f"must be an integer >= 1, got {self.n_servers!r}")
+        need(isinstance(self.n_servers, numbers.Integral) and not isinstance(self.n_servers, bool) and self.n_servers >= 1,
+             "n_servers", f"must be an integer >= 1, got {self.n_servers!r}")
+        need(self.workflows_per_server > 0, "workflows_per_server", f"must be > 0, got {self.workflows_per_server}")
+        for fld, names in (("gpus", [g.name for g in self.gpus]), ("models", [m.name for m in self.models])):
+            need(len(set(names)) == len(names), fld, f"names must be unique, got {names}")
         need(self.padded_servers >= self.n_servers, "max_servers", f"{self.max_servers} is below n_servers={self.n_servers}")
         need(1 <= self.max_tasks <= 32, "max_tasks", f"must be in 1..32 (tasks are a 32-bit parent mask), got {self.max_tasks}")
         need(self.rho > 0 and np.isfinite(self.rho), "rho", f"must be > 0, got {self.rho}")
@@ -239,7 +249,7 @@ def make_params(config: EnvConfig | None = None) -> EnvParams:
     f32 = lambda x: jnp.asarray(np.asarray(x, np.float32))  # noqa: E731
     e = config.workflow_bound
     return EnvParams(
-        max_servers=config.padded_servers, max_tasks=config.max_tasks, window=config.window_slots,
+        max_servers=config.padded_servers, max_tasks=config.max_tasks, window=config.window_capacity,
         max_workflows=e, n_gpu_types=len(config.gpus), n_models=len(config.models),
         n_apps=len(bank.app_names), cache_slots=config.prefix_cache_slots, queue_cap=config.queue_cap,
         top_k=int(np.floor(0.05 * e)) + 2, arrival_chunk=config.arrival_chunk,
@@ -251,7 +261,9 @@ def make_params(config: EnvConfig | None = None) -> EnvParams:
         decode_rate=f32([[g.decode_tps_8b * 8 / p for p in params_b] for g in config.gpus]),
         load_time=f32([[m.mem_gb / g.load_gbps for m in config.models] for g in config.gpus]),
         work_per_workflow=f32(work_per_workflow(bank, config)),
-        n_workflows=jnp.int32(config.episode_workflows), rho=f32(config.rho),
+        n_workflows=jnp.int32(-1 if config.n_workflows is None else config.n_workflows),
+        workflows_per_server=f32(config.workflows_per_server),
+        slots=jnp.int32(-1 if config.window is None else config.window), rho=f32(config.rho),
         bank=pack_bank(BankArrays(
             n_tasks=jnp.asarray(bank.n_tasks), app=jnp.asarray(bank.app), prefix_tokens=f32(bank.prefix_tokens),
             model=jnp.asarray(bank.model), input_tokens=f32(bank.input_tokens),

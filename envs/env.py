@@ -15,6 +15,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from envs.observation import observe
+from envs.sizes import active_slots, episode_workflows
 from envs.types import Decision, EnvParams, EnvState
 
 INF = jnp.float32(jnp.inf)
@@ -66,15 +67,22 @@ def select_next(state: EnvState):
     return rmin, w, state.slot_next_task[w]
 
 
+def per_index(key, n: int, draw):
+    """draw(fold_in(key, i)) for i < n: item i's value does not depend on n, so padding
+    (max_servers, max_workflows) does not change what a seed draws."""
+    return jax.vmap(lambda i: draw(jax.random.fold_in(key, i)))(jnp.arange(n))
+
+
 def sample_cluster(key, params: EnvParams):
     k0, k1, k2 = jax.random.split(key, 3)
     n = params.max_servers
     anchor = jax.random.categorical(k0, jnp.log(params.anchor_weights))
-    rest = jax.random.categorical(k1, jnp.log(params.gpu_weights), shape=(n,))
+    rest = per_index(k1, n, lambda k: jax.random.categorical(k, jnp.log(params.gpu_weights)))
     gpu = jnp.where(jnp.arange(n) == 0, anchor, rest)
     gpu = jnp.where(params.fixed_gpus >= 0, params.fixed_gpus, gpu).astype(jnp.int32)
     active = jnp.arange(n) < params.n_servers
-    init_model = jax.random.categorical(k2, jnp.where(params.fits[gpu], 0.0, -jnp.inf), axis=-1)
+    fit_logits = jnp.where(params.fits[gpu], 0.0, -jnp.inf)  # [N, M]
+    init_model = jax.vmap(lambda i, lg: jax.random.categorical(jax.random.fold_in(k2, i), lg))(jnp.arange(n), fit_logits)
     return gpu, active, init_model.astype(jnp.int32)
 
 
@@ -84,11 +92,11 @@ def arrival_rate(params: EnvParams, gpu, active):
 
 
 def sample_arrivals(key, params: EnvParams, rate):
-    """First arrival at t=0, then exponential gaps; +inf past n_workflows (and in the padding)."""
+    """First arrival at t=0, then exponential gaps; +inf past E (and in the padding)."""
     e = params.max_workflows
-    gaps = jax.random.exponential(key, (e,), jnp.float32) / rate
+    gaps = per_index(key, e, lambda k: jax.random.exponential(k, (), jnp.float32)) / rate
     times = jnp.concatenate([jnp.zeros(1, jnp.float32), jnp.cumsum(gaps[:-1])])
-    times = jnp.where(jnp.arange(e) < params.n_workflows, times, INF)
+    times = jnp.where(jnp.arange(e) < episode_workflows(params), times, INF)
     return jnp.concatenate([times, jnp.full((params.arrival_chunk,), INF)])
 
 
@@ -98,7 +106,7 @@ def draw_episode(key, params: EnvParams):
     gpu, active, init_model = sample_cluster(k_cluster, params)
     rate = arrival_rate(params, gpu, active)
     arrivals = sample_arrivals(k_arr, params, rate)
-    wf_bank = jax.random.randint(k_bank, (params.max_workflows,), 0, params.bank.size, jnp.int32)
+    wf_bank = per_index(k_bank, params.max_workflows, lambda k: jax.random.randint(k, (), 0, params.bank.size, jnp.int32))
     return gpu, active, init_model, arrivals, wf_bank, rate
 
 
@@ -115,7 +123,8 @@ def reset_from(params: EnvParams, gpu, active, init_model, arrivals, wf_bank, ra
         rate = arrival_rate(params, gpu, active)
     resident = (jnp.arange(m)[None, :] == init_model[:, None]) & active[:, None]
     seq = jnp.arange(w_slots)
-    occupied = seq < jnp.minimum(params.n_workflows, w_slots)
+    n_wf = episode_workflows(params)
+    occupied = seq < jnp.minimum(n_wf, active_slots(params))
     first = jnp.minimum(seq, params.max_workflows - 1)
     slot_bank = jnp.where(occupied, wf_bank[first], 0)
     slot_arrival = jnp.where(occupied, arrivals[first], INF)
@@ -132,7 +141,7 @@ def reset_from(params: EnvParams, gpu, active, init_model, arrivals, wf_bank, ra
         slot_next_ready=nr, slot_next_task=nt, slot_max_finish=jnp.full(w_slots, -INF),
         task_server=jnp.full((w_slots, t), -1, jnp.int32), task_finish=jnp.zeros((w_slots, t), jnp.float32),
         task_ready=ready0,
-        arrivals=arrivals, wf_bank=wf_bank, next_admit=jnp.minimum(params.n_workflows, w_slots).astype(jnp.int32),
+        arrivals=arrivals, wf_bank=wf_bank, next_admit=jnp.sum(occupied).astype(jnp.int32),
         n_arrived=jnp.int32(0), n_completed=jnp.int32(0), decisions=jnp.int32(0), clock=jnp.float32(0.0),
         pending_cost=jnp.float32(0.0), cur_slot=jnp.int32(0), cur_task=jnp.int32(0), done=jnp.bool_(False),
         rate=jnp.asarray(rate, jnp.float32), sum_response=jnp.float32(0.0),
@@ -270,7 +279,7 @@ def step(key, state: EnvState, action, params: EnvParams):
 
     # --- a fully assigned workflow frees its slot for the next arrival ---
     j = st.next_admit
-    admit_new = complete & (j < params.n_workflows)
+    admit_new = complete & (j < episode_workflows(params))
     j_safe = jnp.minimum(j, params.max_workflows - 1)
     new_b = st.wf_bank[j_safe]
     new_arrival = st.arrivals[j_safe]

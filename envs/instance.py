@@ -14,6 +14,7 @@ import numpy as np
 
 from envs import catalog
 from envs.config import EnvConfig, make_params
+from envs.sizes import active_slots, episode_workflows
 from envs.types import EnvParams
 from envs.workload import Bank, WorkflowSpec
 
@@ -64,7 +65,7 @@ def materialize(key, config: EnvConfig, params: EnvParams | None = None, bank: B
     bank = bank if bank is not None else config.make_bank()
     gpu, active, init_model, arrivals, wf_bank = sample_episode(key, params)
     n = int(active.sum())
-    e = int(params.n_workflows)
+    e = int(episode_workflows(params))
     return Instance(
         gpus=config.gpus, models=config.models,
         server_gpus=tuple(int(x) for x in gpu[:n]), initial_models=tuple(int(x) for x in init_model[:n]),
@@ -72,7 +73,7 @@ def materialize(key, config: EnvConfig, params: EnvParams | None = None, bank: B
         workflows=tuple(bank.workflow(int(b)) for b in wf_bank[:e]),
         net_latency_s=config.net_latency_s, task_overhead_s=config.task_overhead_s,
         mem_headroom=config.mem_headroom, prefix_cache_slots=config.prefix_cache_slots,
-        window=config.window_slots, queue_cap=config.queue_cap, reward_scale=config.reward_scale, rho=config.rho,
+        window=int(active_slots(params)), queue_cap=config.queue_cap, reward_scale=config.reward_scale, rho=config.rho,
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
+from envs.sizes import episode_workflows
 from envs.types import DagView, EnvParams, EnvState, Observation
 
 KTOK = 1e-3
@@ -119,6 +120,6 @@ def observe(state: EnvState, params: EnvParams) -> Observation:
         params.rho,
         jnp.sum(state.active).astype(jnp.float32),
         state.decisions.astype(jnp.float32),
-        (params.n_workflows - state.n_completed).astype(jnp.float32),
+        (episode_workflows(params) - state.n_completed).astype(jnp.float32),
     ])
     return Observation(task=task, servers=servers, dag=dag, action_mask=mask, globals=globals_)

@@ -82,7 +82,7 @@ class EnvParams:
     # --- shapes (static) ---
     max_servers: int = static()
     max_tasks: int = static()
-    window: int = static()  # workflow slots
+    window: int = static()  # workflow slot capacity (the slots in use are `slots`, data)
     max_workflows: int = static()  # longest episode, in workflows
     n_gpu_types: int = static()
     n_models: int = static()
@@ -105,7 +105,9 @@ class EnvParams:
     load_time: chex.Array = None  # [G,M] seconds
     work_per_workflow: chex.Array = None  # [G] mean busy seconds of one workflow on this GPU type
     # --- workload ---
-    n_workflows: chex.Array = None  # int32 scalar
+    n_workflows: chex.Array = None  # int32: workflows per episode, or -1: round(workflows_per_server * n_servers)
+    workflows_per_server: chex.Array = None  # f32
+    slots: chex.Array = None  # int32: workflow slots in use, or -1: max(8, 2 * n_servers) (at most `window`)
     rho: chex.Array = None  # target offered load
     bank: BankArrays = None
     # --- constants ---

@@ -100,6 +100,9 @@ def bank_from_specs(specs: list[WorkflowSpec], max_tasks: int) -> Bank:
         if w.app not in app_prefix:
             app_prefix[w.app] = w.prefix_tokens
             app_names.append(w.app)
+        elif app_prefix[w.app] != w.prefix_tokens:  # one app, one system prompt: a cache hit must mean the same tokens
+            raise ValueError(f"workflows[{i}].prefix_tokens: app {w.app!r} has {w.prefix_tokens} prefix tokens here "
+                             f"but {app_prefix[w.app]} in an earlier workflow")
         arr["n_tasks"][i] = n
         arr["app"][i] = app_names.index(w.app)
         if w.template in tpl.TEMPLATE_NAMES:

@@ -88,5 +88,6 @@ class VecEnv:
         idx = jnp.where(top > 0, idx, self.num_envs).astype(jnp.int32)
         obs = jax.tree.map(put(idx), obs, obs_r)
         state = VecState(env=env, fresh=fresh, fresh_idx=idx)
-        info = dict(info, waiting=jnp.sum(state.done))
+        # a waiting env keeps its finished episode's metrics; only the step that ended it reports them
+        info = dict(info, episode_done=ended, waiting=jnp.sum(state.done))
         return obs, state, reward, ended, info

@@ -16,6 +16,7 @@ import numpy as np
 
 from envs import EnvConfig, make_params
 from envs.rollout import run_episode
+from envs.sizes import episode_workflows
 from jaxsched.baselines import BASELINES
 
 
@@ -42,7 +43,7 @@ def main(argv=None):
         params = make_params(EnvConfig(n_servers=a.servers, rho=a.rho))
     except ValueError as e:
         ap.error(str(e))
-    print(f"{a.servers} servers, rho={a.rho}, {int(params.n_workflows)} workflows per episode, {a.seeds} seeds")
+    print(f"{a.servers} servers, rho={a.rho}, {int(episode_workflows(params))} workflows per episode, {a.seeds} seeds")
     print(f"{'policy':<14}{'mean resp (s)':>14}{'P95 resp (s)':>14}{'makespan (s)':>14}{'util':>7}{'time (s)':>10}")
     rows = {}
     for name in names:

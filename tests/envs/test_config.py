@@ -1,5 +1,7 @@
 """Invalid configuration is refused at construction with a ValueError naming the field."""
 
+import dataclasses
+
 import pytest
 
 from envs import EnvConfig, catalog, make_params
@@ -28,6 +30,8 @@ from envs import EnvConfig, catalog, make_params
     (dict(n_workflows=0), "n_workflows"),
     (dict(mem_headroom=1.5), "mem_headroom"),
     (dict(reward_scale=0.0), "reward_scale"),
+    (dict(workflows_per_server=0.0), "workflows_per_server"),
+    (dict(models=catalog.DEFAULT_MODELS + (catalog.ModelSpec("8B", 8, 16),)), "models"),
 ])
 def test_bad_config_names_the_field(kwargs, field):
     with pytest.raises(ValueError) as e:
@@ -67,3 +71,12 @@ def test_templates_respect_their_declared_size_and_order():
                 assert d.role in tpl.ROLES and d.input_tokens >= 0 and d.expected_output_tokens >= 1
                 assert d.tool_delay >= 0
         assert max(sizes) == t.max_tasks, (t.name, max(sizes))
+
+
+def test_one_app_with_two_prefix_lengths_is_refused():
+    from envs.workload import WorkflowSpec, bank_from_specs
+
+    a = WorkflowSpec(app="x", prefix_tokens=100, models=(0,), input_tokens=(1,), expected_output_tokens=(1,),
+                     output_tokens=(1,), tool_delay=(0.0,), parents=((),))
+    with pytest.raises(ValueError, match=r"workflows\[1\].prefix_tokens"):
+        bank_from_specs([a, dataclasses.replace(a, prefix_tokens=200)], 4)

@@ -23,7 +23,7 @@ def small(n, **kw):
     return EnvConfig(**base)
 
 
-@pytest.mark.parametrize("n,seed", [(1, 0), (1, 1), (3, 2), (4, 3), (16, 4), (16, 5)])
+@pytest.mark.parametrize("n,seed", [(1, 0), (1, 1), (2, 6), (2, 7), (3, 2), (3, 8), (4, 3), (4, 9), (16, 4), (16, 5)])
 def test_random_actions_agree(n, seed):
     ls = Lockstep(small(n, n_workflows=max(4, 2 * n)), seed)
     k = ls.run(random_valid)
@@ -46,10 +46,11 @@ def test_each_template_agrees(template):
     assert {w.template for w in ls.inst.workflows} == {template}
 
 
-@pytest.mark.parametrize("window,seed", [(1, 0), (2, 1), (3, 2)])
-def test_queued_arrivals_agree(window, seed):
-    """A tiny window at high load: arrivals wait for a slot; admission and the reward still agree."""
-    ls = Lockstep(small(2, window=window, n_workflows=12, rho=3.0), seed)
+@pytest.mark.parametrize("n,window,seed", [(2, 1, 0), (2, 2, 1), (3, 3, 2), (16, 4, 3)])
+def test_queued_arrivals_agree(n, window, seed):
+    """A tiny window at high load: arrivals wait for a slot; admission and the reward still agree.
+    arrival_chunk=1 makes the queued-arrival accounting loop run many turns per step."""
+    ls = Lockstep(small(n, window=window, n_workflows=max(12, 2 * n), rho=3.0, arrival_chunk=1), seed)
     ls.run(random_valid)
     admits = [w.admit for w in ls.sim.wfs]
     assert any(a > w.arrival + 1e-6 for a, w in zip(admits, ls.sim.wfs)), "no workflow was ever queued"
@@ -59,3 +60,19 @@ def test_fixed_heterogeneous_cluster_agrees():
     ls = Lockstep(small(4, gpu_types=("L4", "L40S", "A100", "H100"), n_workflows=12), 3)
     ls.run(eft_like)
     assert any(r["load_s"] > 0 for r in ls.rows) and any(r["prefix_hit"] for r in ls.rows)
+
+
+def test_thirty_two_task_workflows_agree():
+    """max_tasks = 32: the top bit of the parent bitmask, the full-mask edge case."""
+    from envs.workload import WorkflowSpec, bank_from_specs
+
+    fan = WorkflowSpec(app="wide", prefix_tokens=3000, models=(2,) + (0,) * 30 + (3,),
+                       input_tokens=(800,) * 32, expected_output_tokens=(300,) * 32, output_tokens=(280,) * 32,
+                       tool_delay=(0.0,) + (0.5,) * 31, parents=((),) + ((0,),) * 30 + (tuple(range(1, 31)),))
+    chain = WorkflowSpec(app="long", prefix_tokens=2000, models=(1,) * 32, input_tokens=(200,) * 32,
+                         expected_output_tokens=(100,) * 32, output_tokens=(90,) * 32, tool_delay=(0.1,) * 32,
+                         parents=((),) + tuple((i,) for i in range(31)))
+    config = EnvConfig(n_servers=4, max_tasks=32, n_workflows=4, bank=bank_from_specs([fan, chain], 32))
+    ls = Lockstep(config, 1)
+    assert {w.n_tasks for w in ls.inst.workflows} == {32}
+    ls.run(eft_like, compare_obs_every=3)

@@ -12,6 +12,7 @@ from jaxsched.baselines import earliest_finish, random_policy
 
 
 def test_step_traces_once_across_cluster_sizes_and_loads():
+    chex.clear_trace_counter()
     params = make_params(EnvConfig(n_servers=8, max_servers=32, bank_size=64, n_workflows=8, max_workflows=16))
 
     @jax.jit
@@ -19,9 +20,10 @@ def test_step_traces_once_across_cluster_sizes_and_loads():
     def one_step(key, state, action, params):
         return step(key, state, action, params)
 
-    for n, rho in ((1, 0.5), (8, 0.7), (32, 1.3)):
-        p = params.replace(n_servers=jnp.int32(n), rho=jnp.float32(rho))
-        obs, state = jax.jit(reset)(jax.random.PRNGKey(n), p)
+    one_reset = jax.jit(chex.assert_max_traces(reset, n=1))
+    for n, rho, e in ((1, 0.5, -1), (8, 0.7, 5), (32, 1.3, 16)):
+        p = params.replace(n_servers=jnp.int32(n), rho=jnp.float32(rho), n_workflows=jnp.int32(e))
+        obs, state = one_reset(jax.random.PRNGKey(n), p)
         for _ in range(3):
             obs, state, *_ = one_step(jax.random.PRNGKey(0), state, jnp.argmax(obs.action_mask), p)
         assert int(jnp.sum(state.active)) == n

@@ -10,13 +10,14 @@ from hypothesis import strategies as st
 
 from envs import EnvConfig, make_params, reset, step
 from envs.rollout import max_decisions
+from envs.sizes import episode_workflows
 
 MAX_N = 8
 
 
 @functools.cache
 def setup(window: int):
-    config = EnvConfig(n_servers=MAX_N, bank_size=128, n_workflows=16, window=window, workload_seed=3)
+    config = EnvConfig(n_servers=MAX_N, bank_size=128, n_workflows=16, window=window, workload_seed=3, arrival_chunk=2)
     params = make_params(config)
 
     def run(key, params):
@@ -53,7 +54,7 @@ def test_schedule_invariants(seed, n, rho, window):
     live = recs["live"]
     d = jax.tree.map(lambda x: x[live], recs["decision"])
     bank = jax.device_get(params.bank)
-    rows = state.wf_bank[: int(params.n_workflows)]
+    rows = state.wf_bank[: int(episode_workflows(params))]
 
     # every task of every workflow assigned exactly once
     placed = list(zip(d.workflow.tolist(), d.task.tolist()))
@@ -69,10 +70,13 @@ def test_schedule_invariants(seed, n, rho, window):
 
     # precedence (with tool delay) and arrival
     finish = {(w, c): f for w, c, f in zip(d.workflow, d.task, d.finish)}
-    for w, c, s in zip(d.workflow, d.task, d.start):
+    server = {(w, c): s for w, c, s in zip(d.workflow, d.task, d.server)}
+    lat = float(params.net_latency_s)
+    for w, c, s, srv in zip(d.workflow, d.task, d.start, d.server):
         b = rows[w]
         parents = [p for p in range(int(bank.n_tasks[b])) if (int(bank.parents[b, c]) >> p) & 1]
-        earliest = max([finish[(w, p)] for p in parents], default=0.0) + bank.tool_delay[b, c]
+        earliest = max([finish[(w, p)] + (lat if server[(w, p)] != srv else 0.0) for p in parents],
+                       default=0.0) + bank.tool_delay[b, c]
         assert s >= earliest - 1e-4
         assert s >= state.arrivals[w] - 1e-4
 
