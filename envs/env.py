@@ -67,23 +67,38 @@ def select_next(state: EnvState):
     return rmin, w, state.slot_next_task[w]
 
 
-def per_index(key, n: int, draw):
-    """draw(fold_in(key, i)) for i < n: item i's value does not depend on n, so padding
-    (max_servers, max_workflows) does not change what a seed draws."""
-    return jax.vmap(lambda i: draw(jax.random.fold_in(key, i)))(jnp.arange(n))
+def index_uniforms(key, n: int):
+    """One uniform in [0, 1) per index i < n, from the words of fold_in(key, i).
+
+    Item i's value does not depend on n, so padding (max_servers, max_workflows)
+    does not change what a seed draws; and it costs one threefry call per item.
+    """
+    def words(i):
+        k = jax.random.fold_in(key, i)
+        return jax.random.key_data(k) if jnp.issubdtype(k.dtype, jax.dtypes.prng_key) else k
+
+    w = jax.vmap(words)(jnp.arange(n))[:, 0]
+    return (w >> 8).astype(jnp.float32) * jnp.float32(2.0**-24)
+
+
+def inverse_cdf(u, weights):
+    """Index drawn with probability proportional to `weights` ([..., K]) from uniforms `u` ([...])."""
+    cdf = jnp.cumsum(weights, axis=-1)
+    idx = jnp.sum(u[..., None] * cdf[..., -1:] >= cdf, axis=-1)
+    last = jnp.argmax(cdf >= cdf[..., -1:], axis=-1)  # last positive weight (u * total may round up to total)
+    return jnp.minimum(idx, last).astype(jnp.int32)
 
 
 def sample_cluster(key, params: EnvParams):
     k0, k1, k2 = jax.random.split(key, 3)
     n = params.max_servers
-    anchor = jax.random.categorical(k0, jnp.log(params.anchor_weights))
-    rest = per_index(k1, n, lambda k: jax.random.categorical(k, jnp.log(params.gpu_weights)))
+    anchor = inverse_cdf(jax.random.uniform(k0), params.anchor_weights)
+    rest = inverse_cdf(index_uniforms(k1, n), params.gpu_weights)
     gpu = jnp.where(jnp.arange(n) == 0, anchor, rest)
     gpu = jnp.where(params.fixed_gpus >= 0, params.fixed_gpus, gpu).astype(jnp.int32)
     active = jnp.arange(n) < params.n_servers
-    fit_logits = jnp.where(params.fits[gpu], 0.0, -jnp.inf)  # [N, M]
-    init_model = jax.vmap(lambda i, lg: jax.random.categorical(jax.random.fold_in(k2, i), lg))(jnp.arange(n), fit_logits)
-    return gpu, active, init_model.astype(jnp.int32)
+    init_model = inverse_cdf(index_uniforms(k2, n), params.fits[gpu].astype(jnp.float32))  # uniform among fitting
+    return gpu, active, init_model
 
 
 def arrival_rate(params: EnvParams, gpu, active):
@@ -94,7 +109,7 @@ def arrival_rate(params: EnvParams, gpu, active):
 def sample_arrivals(key, params: EnvParams, rate):
     """First arrival at t=0, then exponential gaps; +inf past E (and in the padding)."""
     e = params.max_workflows
-    gaps = per_index(key, e, lambda k: jax.random.exponential(k, (), jnp.float32)) / rate
+    gaps = -jnp.log1p(-index_uniforms(key, e)) / rate
     times = jnp.concatenate([jnp.zeros(1, jnp.float32), jnp.cumsum(gaps[:-1])])
     times = jnp.where(jnp.arange(e) < episode_workflows(params), times, INF)
     return jnp.concatenate([times, jnp.full((params.arrival_chunk,), INF)])
@@ -106,7 +121,8 @@ def draw_episode(key, params: EnvParams):
     gpu, active, init_model = sample_cluster(k_cluster, params)
     rate = arrival_rate(params, gpu, active)
     arrivals = sample_arrivals(k_arr, params, rate)
-    wf_bank = per_index(k_bank, params.max_workflows, lambda k: jax.random.randint(k, (), 0, params.bank.size, jnp.int32))
+    u = index_uniforms(k_bank, params.max_workflows)
+    wf_bank = jnp.minimum((u * params.bank.size).astype(jnp.int32), params.bank.size - 1)
     return gpu, active, init_model, arrivals, wf_bank, rate
 
 
