@@ -6,6 +6,7 @@ share it and it can be recomputed for any state.
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 
 from envs.sizes import episode_workflows
@@ -56,7 +57,8 @@ def observe(state: EnvState, params: EnvParams) -> Observation:
     prefix_hit = jnp.any(state.cache_key == app * m + model, axis=1)
     # Parents' output tokens and count per server, as one [2, T] x [T, N] product.
     placed = (p_srv[:, None] == sidx[None, :]) & is_parent[:, None]  # [T, N]
-    local_tok, n_local = jnp.stack([row.output, jnp.ones(t)]) @ placed.astype(jnp.float32)
+    local_tok, n_local = jnp.matmul(jnp.stack([row.output, jnp.ones(t)]), placed.astype(jnp.float32),
+                                    precision=jax.lax.Precision.HIGHEST)  # exact token counts (no TF32 on GPUs)
     remote_tok = parent_tok - local_tok
     # When would the parents' outputs be on server s? The latest parent (finish f1, on s1) is
     # local only to s1; there, the latest remote parent (f2) may still bind. O(T + N), no [N, T] pass.

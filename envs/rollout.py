@@ -59,5 +59,5 @@ def decisions_to_rows(dec: Decision, n: int) -> list[dict]:
     host = jax.device_get(dec)
     rows = []
     for i in range(n):
-        rows.append({f: host.__getattribute__(f)[i].item() for f in Decision.__dataclass_fields__})
+        rows.append({f: getattr(host, f)[i].item() for f in Decision.__dataclass_fields__})
     return rows
