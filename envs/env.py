@@ -41,10 +41,6 @@ def write_row(arr, i, val, live):
     return arr.at[i].set(jnp.where(live, val, arr[i]))
 
 
-def bank_row(params: EnvParams, b):
-    return params.bank.row(b)
-
-
 def frontier(parents, delay, n_tasks, assigned, ready, t: int):
     """Earliest available task of one workflow: unassigned, every parent assigned.
 
@@ -209,7 +205,7 @@ def step(key, state: EnvState, action, params: EnvParams):
     n, t, m = params.max_servers, params.max_tasks, params.n_models
     live = ~state.done
     w, c = state.cur_slot, state.cur_task
-    row = bank_row(params, state.slot_bank[w])
+    row = params.bank.row(state.slot_bank[w])
     model = row.model[c]
 
     # --- which server ---
