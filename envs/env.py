@@ -156,7 +156,7 @@ def reset_from(params: EnvParams, gpu, active, init_model, arrivals, wf_bank, ra
         arrivals=arrivals, wf_bank=wf_bank, next_admit=jnp.sum(occupied).astype(jnp.int32),
         n_arrived=jnp.int32(0), n_completed=jnp.int32(0), decisions=jnp.int32(0), clock=jnp.float32(0.0),
         pending_cost=jnp.float32(0.0), cur_slot=jnp.int32(0), cur_task=jnp.int32(0), done=jnp.bool_(False),
-        rate=jnp.asarray(rate, jnp.float32), sum_response=jnp.float32(0.0),
+        rate=jnp.asarray(rate, jnp.float32), sum_response=jnp.float32(0.0), sum_slowdown=jnp.float32(0.0),
         top_responses=jnp.full(params.top_k, -INF), makespan=jnp.float32(0.0), episode_return=jnp.float32(0.0),
     )
     t0, w0, c0 = select_next(state)
@@ -346,6 +346,7 @@ def step(key, state: EnvState, action, params: EnvParams):
         cur_task=jnp.where(live, c1, c),
         done=state.done | done,
         sum_response=state.sum_response + jnp.where(got, response, 0.0),
+        sum_slowdown=state.sum_slowdown + jnp.where(got, response / row.lower_bound, 0.0),
         top_responses=jnp.where(got, new_top, top),
         makespan=jnp.maximum(state.makespan, jnp.where(live, finish, 0.0)),
         episode_return=state.episode_return + reward,
@@ -361,7 +362,8 @@ def step(key, state: EnvState, action, params: EnvParams):
 
 
 def episode_metrics(state: EnvState, params: EnvParams) -> dict:
-    """Mean and P95 (linear interpolation, as numpy) response, makespan, utilization, return.
+    """Mean and P95 (linear interpolation, as numpy) response, mean slowdown (response over the
+    workflow's lower bound), makespan, utilization, return.
 
     Final once `state.done`; before that they cover the workflows completed so far.
     """
@@ -377,6 +379,7 @@ def episode_metrics(state: EnvState, params: EnvParams) -> dict:
     return {
         "episode_done": state.done,
         "mean_response": state.sum_response / n,
+        "mean_slowdown": state.sum_slowdown / n,
         "p95_response": jnp.where(state.n_completed > 0, p95, 0.0),
         "makespan": state.makespan,
         "utilization": jnp.sum(state.busy) / jnp.maximum(n_active * state.makespan, 1e-9),

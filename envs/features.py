@@ -40,6 +40,11 @@ SERVER_FEATURES = (
     "est_finish_s",  # estimated finish - clock, with the expected output length
     "queue_len",  # tasks placed here and not finished by the clock (capped)
     "n_resident",
+    # Future-state signals (what FATE-style schedulers look at). "Pending" = tasks of arrived,
+    # admitted workflows that are not assigned yet, this task excluded.
+    "evict_reload_s",  # sum over models this placement evicts: min(1, pending / replicas) * reload time here
+    "prefix_churn_ktok",  # sum over prefix keys it drops here: min(1, pending / replicas) * prefix tokens
+    "child_colocated_ktok",  # outputs of the children's other (assigned) parents already on this server
 )  # followed by a one-hot of the GPU type (n_gpu_types entries)
 
 NODE_FEATURES = (

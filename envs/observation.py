@@ -55,10 +55,16 @@ def observe(state: EnvState, params: EnvParams) -> Observation:
     resident = state.resident[:, model]
     app = row.app
     prefix_hit = jnp.any(state.cache_key == app * m + model, axis=1)
-    # Parents' output tokens and count per server, as one [2, T] x [T, N] product.
-    placed = (p_srv[:, None] == sidx[None, :]) & is_parent[:, None]  # [T, N]
-    local_tok, n_local = jnp.matmul(jnp.stack([row.output, jnp.ones(t)]), placed.astype(jnp.float32),
-                                    precision=jax.lax.Precision.HIGHEST)  # exact token counts (no TF32 on GPUs)
+    adjacency = ((row.parents[None, :] >> tidx[:, None].astype(jnp.uint32)) & 1).astype(bool)  # [p, c]
+    # The children's other parents that are already placed: where the children will find inputs.
+    is_child = adjacency[c]
+    co_parent = jnp.any(adjacency & is_child[None, :], axis=1) & (tidx != c) & assigned
+    # Parents' output tokens and count per server, and co-parents' tokens, as one [3, T] x [T, N] product.
+    placed = (p_srv[:, None] == sidx[None, :]).astype(jnp.float32)  # [T, N]
+    pf = is_parent.astype(jnp.float32)
+    local_tok, n_local, child_co_tok = jnp.matmul(
+        jnp.stack([row.output * pf, pf, row.output * co_parent]), placed,
+        precision=jax.lax.Precision.HIGHEST)  # exact token counts (no TF32 on GPUs)
     remote_tok = parent_tok - local_tok
     # When would the parents' outputs be on server s? The latest parent (finish f1, on s1) is
     # local only to s1; there, the latest remote parent (f2) may still bind. O(T + N), no [N, T] pass.
@@ -75,6 +81,7 @@ def observe(state: EnvState, params: EnvParams) -> Observation:
     est_dur = load + prompt / pre + row.expected_output[c] / dec + params.task_overhead_s
     used = jnp.sum(jnp.where(state.resident, params.model_mem[None, :], 0.0), axis=1)
     cap = params.mem_headroom * params.gpu_mem[gpu]
+    evict_reload, prefix_churn = future_costs(state, params, model, app, resident, prefix_hit, used, cap)
     on = state.active.astype(jnp.float32)
     cols = [
         on,
@@ -94,6 +101,9 @@ def observe(state: EnvState, params: EnvParams) -> Observation:
         est_start + est_dur - now,
         jnp.sum(state.recent_finish > now, axis=1).astype(jnp.float32),
         jnp.sum(state.resident, axis=1).astype(jnp.float32),
+        evict_reload,
+        prefix_churn * KTOK,
+        child_co_tok * KTOK,
     ] + [(gpu == g).astype(jnp.float32) for g in range(params.n_gpu_types)]
     servers = jnp.stack([col * on for col in cols], axis=0).T  # feature-major first: faster on XLA CPU
 
@@ -109,7 +119,6 @@ def observe(state: EnvState, params: EnvParams) -> Observation:
         row.path_remaining,
     ] + [(row.model == i).astype(jnp.float32) for i in range(m)]
     nodes = jnp.stack([col * vf for col in node_cols], axis=0).T
-    adjacency = ((row.parents[None, :] >> tidx[:, None].astype(jnp.uint32)) & 1).astype(bool)
     dag = DagView(nodes=nodes, adjacency=adjacency, node_mask=valid, current=c)
 
     # --- globals ---
@@ -125,3 +134,54 @@ def observe(state: EnvState, params: EnvParams) -> Observation:
         (episode_workflows(params) - state.n_completed).astype(jnp.float32),
     ])
     return Observation(task=task, servers=servers, dag=dag, action_mask=mask, globals=globals_)
+
+
+def future_costs(state: EnvState, params: EnvParams, model, app, resident, prefix_hit, used, cap):
+    """Per server: what placing this task there costs the window's pending work later.
+
+    Pending = unassigned tasks of arrived, admitted workflows, the current task excluded.
+    A model (or prefix key) dropped by the placement matters in proportion to the pending
+    tasks that need it per server still holding it, capped at one reload. Returns
+    (reload seconds of evicted models on this server, prefix tokens of dropped keys).
+    """
+    t, m, k = params.max_tasks, params.n_models, params.cache_slots
+    w_cur, c_cur, now = state.cur_slot, state.cur_task, state.clock
+    bank, sb = params.bank, state.slot_bank
+    widx, tidx, midx = jnp.arange(params.window), jnp.arange(t), jnp.arange(m)
+    open_slot = (state.slot_seq >= 0) & (state.slot_arrival <= now)
+    assigned = ((state.slot_assigned[:, None] >> tidx[None, :].astype(jnp.uint32)) & 1).astype(bool)
+    pend = open_slot[:, None] & (tidx[None, :] < bank.n_tasks[sb][:, None]) & ~assigned
+    pend = pend & ~((widx[:, None] == w_cur) & (tidx[None, :] == c_cur))
+    per_model = (pend[:, :, None] & (bank.model[sb][:, :, None] == midx)).sum(axis=1).astype(jnp.float32)  # [W, M]
+    app_w = bank.app[sb]
+    app_onehot = (app_w[:, None] == jnp.arange(params.n_apps)[None, :]).astype(jnp.float32)  # [W, A]
+    key_pending = (app_onehot.T @ per_model).reshape(-1)  # [A * M], key = app * M + model
+    app_prefix = jnp.max(app_onehot * bank.prefix_tokens[sb][:, None], axis=0)  # [A]
+
+    active = state.active
+    res = state.resident & active[:, None]
+    model_replicas = jnp.sum(res, axis=0).astype(jnp.float32)
+    ck, cs = state.cache_key, state.cache_stamp
+    live_key = (ck >= 0) & active[:, None]
+    key_replicas = jnp.sum((jnp.where(live_key, ck, -1).reshape(-1)[:, None] == jnp.arange(params.n_apps * m)[None, :]),
+                           axis=0).astype(jnp.float32)
+
+    # Models the LRU load would evict on each server (the step's rule, for every server at once).
+    stamp = state.model_stamp
+    others = state.resident & (midx[None, :] != model)
+    older = others[:, None, :] & (stamp[:, None, :] < stamp[:, :, None])  # [N, i, j]: j used before i
+    freed_before = jnp.sum(jnp.where(older, params.model_mem[None, None, :], 0.0), axis=2)
+    evict = (~resident)[:, None] & others & (used[:, None] - freed_before + params.model_mem[model] > cap[:, None])
+    share_m = jnp.minimum(1.0, per_model.sum(axis=0) / jnp.maximum(model_replicas, 1.0))
+    evict_reload = jnp.sum(jnp.where(evict, share_m[None, :] * params.load_time[state.gpu], 0.0), axis=1)
+
+    # Prefix keys dropped: those of evicted models, then the LRU key if this one misses a full cache.
+    key_model = jnp.maximum(ck, 0) % m
+    drop = (ck >= 0) & jnp.take_along_axis(evict, key_model, axis=1)
+    full = jnp.all((ck >= 0) & ~drop, axis=1)
+    lru = jnp.argmin(cs, axis=1)
+    drop = drop | ((~prefix_hit & full)[:, None] & (jnp.arange(k)[None, :] == lru[:, None]))
+    kk = jnp.maximum(ck, 0)
+    share_k = jnp.minimum(1.0, key_pending[kk] / jnp.maximum(key_replicas[kk], 1.0))
+    prefix_churn = jnp.sum(jnp.where(drop, share_k * app_prefix[kk // m], 0.0), axis=1)
+    return evict_reload, prefix_churn

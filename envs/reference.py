@@ -16,6 +16,7 @@ import numpy as np
 
 from envs import features as F
 from envs.instance import Instance
+from envs.types import DagView, Observation
 
 __all__ = ["InvalidActionError", "RefObservation", "ReferenceSim", "run_episode"]
 
@@ -34,6 +35,14 @@ class RefObservation:
     current: int  # task index in its workflow
     action_mask: np.ndarray  # bool [max_servers]
     globals: np.ndarray  # float32 [len(GLOBAL_FEATURES)]
+
+    def as_observation(self):
+        """The same arrays as the JAX env's `Observation` pytree (NumPy leaves), so jittable
+        policies can act on the reference simulator."""
+        dag = DagView(nodes=self.nodes, adjacency=self.adjacency, node_mask=self.node_mask,
+                      current=np.int32(self.current))
+        return Observation(task=self.task, servers=self.servers, dag=dag, action_mask=self.action_mask,
+                           globals=self.globals)
 
 
 @dataclass
@@ -85,6 +94,7 @@ class ReferenceSim:
         self._children: list[list[list[int]]] = []
         self._depth: list[list[int]] = []
         self._path: list[list[float]] = []
+        self._lower: list[float] = []  # slowdown's denominator: critical path with true lengths, from arrival
         for w in inst.workflows:
             n = w.n_tasks
             children: list[list[int]] = [[] for _ in range(n)]
@@ -93,15 +103,19 @@ class ReferenceSim:
                 for p in w.parents[c]:
                     children[p].append(c)
                 depth[c] = 1 + max(depth[p] for p in w.parents[c]) if w.parents[c] else 0
-            rem = [0.0] * n
-            for c in reversed(range(n)):
-                pb = inst.models[w.models[c]].params_b
-                dur = (w.tool_delay[c] + w.input_tokens[c] / (pmax * 8.0 / pb)
-                       + w.expected_output_tokens[c] / (dmax * 8.0 / pb) + inst.task_overhead_s)
-                rem[c] = dur + max((rem[k] for k in children[c]), default=0.0)
+            def critical_path(outputs, w=w, n=n, children=children):
+                rem = [0.0] * n
+                for c in reversed(range(n)):
+                    pb = inst.models[w.models[c]].params_b
+                    dur = (w.tool_delay[c] + w.input_tokens[c] / (pmax * 8.0 / pb)
+                           + outputs[c] / (dmax * 8.0 / pb) + inst.task_overhead_s)
+                    rem[c] = dur + max((rem[k] for k in children[c]), default=0.0)
+                return rem
+
             self._children.append(children)
             self._depth.append(depth)
-            self._path.append(rem)
+            self._path.append(critical_path(w.expected_output_tokens))
+            self._lower.append(max(critical_path(w.output_tokens)))
         self.reset()
 
     # ------------------------------------------------------------------ rates
@@ -209,6 +223,30 @@ class ReferenceSim:
                 rem += spec.output_tokens[p]
                 nr += 1
         return loc, rem, nl, nr
+
+    def _would_evict(self, s: int, m: int) -> list[int]:
+        """Models that loading `m` on server s evicts (least recently used first), without doing it."""
+        srv = self.servers[s]
+        if m in srv.resident:
+            return []
+        used = sum(self.inst.models[x].mem_gb for x in srv.resident)
+        out = []
+        for victim in sorted(srv.resident, key=srv.resident.__getitem__):
+            if used + self.inst.models[m].mem_gb <= self.cap[srv.gpu]:
+                break
+            out.append(victim)
+            used -= self.inst.models[victim].mem_gb
+        return out
+
+    def _would_drop(self, s: int, key: tuple[str, int], evicted: list[int]) -> list[tuple[str, int]]:
+        """Prefix keys that placing a task with `key` on server s drops: the evicted models' keys,
+        then the least recently used key if `key` misses a full cache."""
+        cache = self.servers[s].cache
+        dropped = [k for k in cache if k[1] in evicted]
+        left = {k: v for k, v in cache.items() if k not in dropped}
+        if key not in left and len(left) >= self.inst.prefix_cache_slots:
+            dropped.append(min(left, key=left.__getitem__))
+        return dropped
 
     def _start(self, wi: int, c: int, s: int) -> float:
         """start = max(free_at_s, max(admit, max_p(finish_p + [remote] * latency)) + tool_delay)."""
@@ -348,8 +386,10 @@ class ReferenceSim:
         resp = [self.responses[i] for i in sorted(self.responses)]
         makespan = max((d["finish"] for d in self.decisions), default=0.0)
         busy = sum(srv.busy for srv in self.servers)
+        slow = [self.responses[i] / self._lower[i] for i in sorted(self.responses)]
         return dict(
             mean_response=float(np.mean(resp)) if resp else 0.0,
+            mean_slowdown=float(np.mean(slow)) if slow else 0.0,
             p95_response=float(np.percentile(resp, 95)) if resp else 0.0,
             makespan=makespan,
             utilization=busy / (self.n_servers * makespan) if makespan > 0 else 0.0,
@@ -385,6 +425,31 @@ class ReferenceSim:
         task[T["model_mem_gb"]] = model.mem_gb
         task[len(F.TASK_FEATURES) + m] = 1.0
 
+        # Window demand: unassigned tasks of arrived, admitted workflows, this one excluded.
+        pend_model: dict[int, int] = {}
+        pend_key: dict[tuple[str, int], int] = {}
+        app_prefix: dict[str, float] = {}
+        for xi, x in enumerate(self.wfs):
+            if x.admit is None or x.done_step is not None or x.arrival > clock:
+                continue
+            xs = inst.workflows[xi]
+            app_prefix[xs.app] = xs.prefix_tokens
+            for j in range(xs.n_tasks):
+                if x.finish[j] is None and (xi, j) != (wi, c):
+                    pend_model[xs.models[j]] = pend_model.get(xs.models[j], 0) + 1
+                    pend_key[(xs.app, xs.models[j])] = pend_key.get((xs.app, xs.models[j]), 0) + 1
+        replicas_model: dict[int, int] = {}
+        replicas_key: dict[tuple[str, int], int] = {}
+        for srv in self.servers:
+            for x in srv.resident:
+                replicas_model[x] = replicas_model.get(x, 0) + 1
+            for key in srv.cache:
+                replicas_key[key] = replicas_key.get(key, 0) + 1
+        pend_model = {x: pend_model.get(x, 0) for x in replicas_model}
+        pend_key = {x: pend_key.get(x, 0) for x in replicas_key}
+        children = self._children[wi][c]
+        co_parents = {p for j in children for p in spec.parents[j] if p != c and w.finish[p] is not None}
+
         servers = np.zeros((self.max_servers, F.server_dim(G)), np.float64)
         mask = np.zeros(self.max_servers, bool)
         S = F.SERVER
@@ -418,6 +483,13 @@ class ReferenceSim:
             row[S["est_finish_s"]] = start + est - clock
             row[S["queue_len"]] = min(inst.queue_cap, sum(1 for f in srv.finishes if f > clock))
             row[S["n_resident"]] = len(srv.resident)
+            evicted = self._would_evict(s, m)
+            row[S["evict_reload_s"]] = sum(min(1.0, pend_model[x] / replicas_model[x]) * self.load_time(x, g) for x in evicted)
+            row[S["prefix_churn_ktok"]] = sum(
+                min(1.0, pend_key[key] / replicas_key[key]) * app_prefix.get(key[0], 0.0)
+                for key in self._would_drop(s, (spec.app, m), evicted)) / 1000.0
+            row[S["child_colocated_ktok"]] = sum(
+                spec.output_tokens[p] for p in co_parents if w.server[p] == s) / 1000.0
             row[len(F.SERVER_FEATURES) + g] = 1.0
 
         nodes = np.zeros((self.max_tasks, F.node_dim(M)), np.float64)

@@ -157,6 +157,7 @@ class EnvState:
     done: chex.Array  # bool
     rate: chex.Array  # f32 arrivals per second
     sum_response: chex.Array  # f32
+    sum_slowdown: chex.Array  # f32, sum of response / lower bound over completed workflows
     top_responses: chex.Array  # f32 [top_k], largest responses, descending
     makespan: chex.Array  # f32
     episode_return: chex.Array  # f32

@@ -57,18 +57,36 @@ class VecState:
         return self.env.done & ~pending
 
 
+def _per_env_servers_axes(params: EnvParams) -> EnvParams:
+    """vmap in_axes for params whose `n_servers` is per env (everything else shared)."""
+    data = {f: None for f, v in params.__dataclass_fields__.items() if v.metadata.get("pytree_node", True)}
+    return params.replace(**dict(data, n_servers=0))
+
+
 @struct.dataclass
 class VecEnv:
+    """A batch of environments with auto-reset. With `env_servers` ([num_envs] int32), env i always
+    runs clusters of `env_servers[i]` active servers (a mix of sizes in one compiled batch, padded
+    to `params.max_servers`); otherwise every env uses `params.n_servers`."""
+
     params: EnvParams
     num_envs: int = struct.field(pytree_node=False)
     reset_ratio: int = struct.field(pytree_node=False, default=1)  # 1: every ended env resets at once
+    env_servers: jax.Array | None = None
 
     @property
     def num_fresh(self) -> int:
         return max(1, self.num_envs // max(1, self.reset_ratio))
 
+    def _vmap(self, fn, in_axes, n_servers):
+        """vmap `fn(..., params)` with params last; per-env sizes when `n_servers` is given."""
+        if n_servers is None:
+            return lambda *args: jax.vmap(fn, in_axes=in_axes + (None,))(*args, self.params)
+        params = self.params.replace(n_servers=n_servers)
+        return lambda *args: jax.vmap(fn, in_axes=in_axes + (_per_env_servers_axes(params),))(*args, params)
+
     def reset(self, key):
-        obs, env = jax.vmap(reset, in_axes=(0, None))(jax.random.split(key, self.num_envs), self.params)
+        obs, env = self._vmap(reset, (0,), self.env_servers)(jax.random.split(key, self.num_envs))
         fresh = jax.tree.map(lambda x: x[: self.num_fresh], env)
         return obs, VecState(env=env, fresh=fresh, fresh_idx=jnp.full(self.num_fresh, self.num_envs, jnp.int32))
 
@@ -79,13 +97,14 @@ class VecEnv:
         put = lambda idx: lambda x, r: x.at[idx].set(r, mode="drop")  # noqa: E731
         env = jax.tree.map(put(state.fresh_idx), state.env, state.fresh)  # last step's fresh episodes
         was_done = env.done
-        obs, env, reward, done, info = jax.vmap(step, in_axes=(0, 0, 0, None))(
-            jax.random.split(k_step, self.num_envs), env, action, self.params)
+        obs, env, reward, done, info = self._vmap(step, (0, 0, 0), self.env_servers)(
+            jax.random.split(k_step, self.num_envs), env, action)
         ended = done & ~was_done
-        obs_r, fresh = jax.vmap(reset, in_axes=(0, None))(jax.random.split(k_reset, self.num_fresh), self.params)
         # the first num_fresh finished envs, lowest index first (top_k: nonzero's cumsum is quadratic on CPU)
         top, idx = jax.lax.top_k(jnp.where(env.done, self.num_envs - jnp.arange(self.num_envs), 0), self.num_fresh)
         idx = jnp.where(top > 0, idx, self.num_envs).astype(jnp.int32)
+        fresh_servers = None if self.env_servers is None else self.env_servers[jnp.minimum(idx, self.num_envs - 1)]
+        obs_r, fresh = self._vmap(reset, (0,), fresh_servers)(jax.random.split(k_reset, self.num_fresh))
         obs = jax.tree.map(put(idx), obs, obs_r)
         state = VecState(env=env, fresh=fresh, fresh_idx=idx)
         # a waiting env keeps its finished episode's metrics; only the step that ended it reports them

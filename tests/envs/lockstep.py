@@ -87,7 +87,7 @@ class Lockstep:
             k += 1
             if self.step(action):
                 break
-        for f in ("mean_response", "p95_response", "makespan", "utilization", "episode_return"):
+        for f in ("mean_response", "mean_slowdown", "p95_response", "makespan", "utilization", "episode_return"):
             np.testing.assert_allclose(float(self.info[f]), self.rinfo[f], rtol=1e-4, atol=1e-3, err_msg=f)
         return k
 

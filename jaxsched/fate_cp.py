@@ -1,0 +1,263 @@
+"""FATE-CP: a CP-SAT frontier planner, run on the host through the reference simulator.
+
+At each decision it plans jointly the current task, the other available tasks
+and the tasks that become ready within `horizon_s` (children whose parents are
+all assigned or planned), then applies the plan's server for the current task
+only; the next decision plans again with what actually happened.
+
+The model (times in integer units of `time_unit_s`, relative to the clock):
+
+* one optional interval per (task, candidate server); exactly one is present;
+* per server, no overlap among its task intervals and its model-load intervals;
+* a model that is not resident on a server gets one optional load interval
+  there, present iff a planned task of that model goes there (tasks of the
+  model start after it): the model-swap transition cost, paid once;
+* precedence with locality: a planned child starts after its planned parent
+  ends plus its tool delay, plus the network latency unless both share a
+  server; its duration includes prefilling that parent's expected output
+  unless they share a server;
+* the objective: the sum over planned tasks of (end + the expected critical
+  path after the task), plus, for every load, the reload time of the models it
+  evicts scaled by their pending demand (FATE-lite's eviction term).
+
+The planner sees expected output lengths only (true lengths of unfinished calls
+stay hidden), as the JAX observation does. Solves are bounded in CP-SAT's
+deterministic time (reproducible) and in wall-clock as a safety net; when no
+solution is found in time the current task goes to the EFT server.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from envs.features import SERVER
+
+
+def require_ortools():
+    try:
+        from ortools.sat.python import cp_model  # noqa: F401
+    except ImportError as e:
+        raise ImportError("fate_cp needs OR-Tools: pip install -e '.[cp]'") from e
+
+
+@dataclass(frozen=True)
+class FateCPConfig:
+    horizon_s: float = 30.0  # plan tasks expected to become ready this soon
+    max_tasks: int = 5  # planned tasks per decision (the current one included)
+    candidate_servers: int = 6  # per task: the best by a static finish-time estimate
+    time_limit_s: float = 0.01  # deterministic-time budget per solve (CP-SAT's ~seconds)
+    wall_limit_s: float = 2.0  # safety net in real seconds
+    time_unit_s: float = 0.01
+    evict_weight: float = 1.0
+
+    def __post_init__(self):
+        for name in ("horizon_s", "time_limit_s", "wall_limit_s", "time_unit_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"FateCPConfig.{name}: must be > 0, got {getattr(self, name)}")
+        for name in ("max_tasks", "candidate_servers"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"FateCPConfig.{name}: must be >= 1, got {getattr(self, name)}")
+
+
+class FateCP:
+    """A host policy `policy(obs, sim) -> server` (obs: RefObservation, sim: ReferenceSim)."""
+
+    def __init__(self, config: FateCPConfig | None = None):
+        require_ortools()
+        self.config = config or FateCPConfig()
+        self.solves = 0
+        self.fallbacks = 0  # decisions where no plan was found in time
+        self.optimal = 0
+
+    # ---------------------------------------------------------------- planning set
+
+    def _plan_tasks(self, sim):
+        """[(workflow, task, earliest ready estimate)] with the current task first."""
+        cfg = self.config
+        clock, wi0, c0 = sim._pending
+        avail = [(r, wi, c) for r, wi, c in sim.ready_candidates() if (wi, c) != (wi0, c0)]
+        chosen = [(wi0, c0, clock)]
+        for r, wi, c in avail:
+            if len(chosen) >= cfg.max_tasks or r > clock + cfg.horizon_s:
+                break
+            chosen.append((wi, c, r))
+        # Children whose parents are all assigned or planned, breadth first, optimistic ready time.
+        est_ready = {(wi, c): r for wi, c, r in chosen}
+        frontier = list(chosen)
+        while frontier and len(chosen) < cfg.max_tasks:
+            nxt = []
+            for wi, c, _ in frontier:
+                spec = sim.inst.workflows[wi]
+                for k in sim._children[wi][c]:
+                    if (wi, k) in est_ready or len(chosen) >= cfg.max_tasks:
+                        continue
+                    ps = spec.parents[k]
+                    w = sim.wfs[wi]
+                    if not all(w.finish[p] is not None or (wi, p) in est_ready for p in ps):
+                        continue
+                    ready = max([w.admit] + [w.finish[p] if w.finish[p] is not None
+                                             else est_ready[(wi, p)] + self._min_duration(sim, wi, p) for p in ps])
+                    ready += spec.tool_delay[k]
+                    if ready > clock + cfg.horizon_s:
+                        continue
+                    est_ready[(wi, k)] = ready
+                    chosen.append((wi, k, ready))
+                    nxt.append((wi, k, ready))
+            frontier = nxt
+        return chosen
+
+    @staticmethod
+    def _min_duration(sim, wi, c):
+        spec = sim.inst.workflows[wi]
+        m = spec.models[c]
+        best = np.inf
+        for srv in sim.servers:
+            if sim.fits(m, srv.gpu):
+                d = (spec.input_tokens[c] / sim.prefill_rate(m, srv.gpu)
+                     + spec.expected_output_tokens[c] / sim.decode_rate(m, srv.gpu))
+                best = min(best, d)
+        return best + sim.inst.task_overhead_s
+
+    # ---------------------------------------------------------------- the policy
+
+    def __call__(self, obs, sim) -> int:
+        from ortools.sat.python import cp_model
+
+        cfg = self.config
+        inst = sim.inst
+        clock, wi0, c0 = sim._pending
+        unit = cfg.time_unit_s
+        to_int = lambda x: int(round(x / unit))  # noqa: E731
+        eft = int(np.argmin(np.where(obs.action_mask, obs.servers[:, SERVER["est_finish_s"]], np.inf)))
+        tasks = self._plan_tasks(sim)
+        planned = {(wi, c): i for i, (wi, c, _) in enumerate(tasks)}
+        lat = inst.net_latency_s
+
+        # Pending demand per model (for the eviction term), as the observation counts it.
+        pend_model: dict[int, int] = {}
+        for xi, x in enumerate(sim.wfs):
+            if x.admit is None or x.done_step is not None or x.arrival > clock:
+                continue
+            xs = inst.workflows[xi]
+            for j in range(xs.n_tasks):
+                if x.finish[j] is None and (xi, j) != (wi0, c0):
+                    pend_model[xs.models[j]] = pend_model.get(xs.models[j], 0) + 1
+        replicas: dict[int, int] = {}
+        for srv in sim.servers:
+            for x in srv.resident:
+                replicas[x] = replicas.get(x, 0) + 1
+
+        model = cp_model.CpModel()
+        horizon = 0
+        cand: list[list[int]] = []
+        base: list[dict[int, float]] = []
+        for wi, c, r in tasks:
+            spec, w = inst.workflows[wi], sim.wfs[wi]
+            m = spec.models[c]
+            est = {}
+            durs = {}
+            for s, srv in enumerate(sim.servers):
+                if not sim.fits(m, srv.gpu):
+                    continue
+                pre, dec = sim.prefill_rate(m, srv.gpu), sim.decode_rate(m, srv.gpu)
+                remote = sum(spec.output_tokens[p] for p in spec.parents[c]
+                             if w.finish[p] is not None and w.server[p] != s)
+                hit = (spec.app, m) in srv.cache
+                d = ((spec.input_tokens[c] + (0 if hit else spec.prefix_tokens) + remote) / pre
+                     + spec.expected_output_tokens[c] / dec + inst.task_overhead_s)
+                load = 0.0 if m in srv.resident else sim.load_time(m, srv.gpu)
+                durs[s] = d
+                est[s] = max(srv.free_at, r) + load + d
+            order = sorted(est, key=lambda s: (est[s], s))[: cfg.candidate_servers]
+            if (wi, c) == (wi0, c0) and eft not in order:
+                order.append(eft)
+            cand.append(order)
+            base.append(durs)
+            horizon += to_int(max(est[s] for s in order) - clock) + 1
+        horizon += to_int(max(srv.free_at for srv in sim.servers) - clock) + 1
+        horizon = max(horizon, 1)
+
+        start = [model.NewIntVar(0, horizon, f"S{i}") for i in range(len(tasks))]
+        end = [model.NewIntVar(0, horizon, f"E{i}") for i in range(len(tasks))]
+        x = [{s: model.NewBoolVar(f"x{i}_{s}") for s in cand[i]} for i in range(len(tasks))]
+        per_server: dict[int, list] = {}
+        loads: dict[tuple[int, int], object] = {}
+        objective = []
+        for i, (wi, c, _) in enumerate(tasks):
+            spec, w = inst.workflows[wi], sim.wfs[wi]
+            m = spec.models[c]
+            model.AddExactlyOne(x[i].values())
+            planned_parents = [planned[(wi, p)] for p in spec.parents[c] if (wi, p) in planned]
+            for s in cand[i]:
+                srv = sim.servers[s]
+                pre = sim.prefill_rate(m, srv.gpu)
+                dur = to_int(base[i][s])
+                if planned_parents:
+                    # + prefilling each planned parent's expected output unless it runs here too
+                    extra = [(to_int(inst.workflows[wi].expected_output_tokens[tasks[p][1]] / pre), p)
+                             for p in planned_parents]
+                    size = model.NewIntVar(dur, dur + sum(e for e, _ in extra), f"D{i}_{s}")
+                    terms = []
+                    for e, p in extra:
+                        if s in x[p]:
+                            terms.append(e - e * x[p][s])
+                        else:
+                            terms.append(e)
+                    model.Add(size == dur + sum(terms))
+                else:
+                    size = dur
+                iv = model.NewOptionalIntervalVar(start[i], size, end[i], x[i][s], f"I{i}_{s}")
+                per_server.setdefault(s, []).append(iv)
+                # ready: admission, assigned parents (with latency when remote), tool delay; server free
+                ready = max([w.admit] + [w.finish[p] + (0.0 if w.server[p] == s else lat)
+                                         for p in spec.parents[c] if w.finish[p] is not None]) + spec.tool_delay[c]
+                model.Add(start[i] >= to_int(max(ready, srv.free_at) - clock)).OnlyEnforceIf(x[i][s])
+                for p in planned_parents:
+                    gap = to_int(spec.tool_delay[c])
+                    if s in x[p]:
+                        model.Add(start[i] >= end[p] + gap + to_int(lat) - to_int(lat) * x[p][s]).OnlyEnforceIf(x[i][s])
+                    else:
+                        model.Add(start[i] >= end[p] + gap + to_int(lat)).OnlyEnforceIf(x[i][s])
+                if m not in srv.resident:
+                    if (s, m) not in loads:
+                        lp = model.NewBoolVar(f"l{s}_{m}")
+                        ls = model.NewIntVar(to_int(max(srv.free_at - clock, 0.0)), horizon, f"LS{s}_{m}")
+                        le = model.NewIntVar(0, horizon + to_int(sim.load_time(m, srv.gpu)), f"LE{s}_{m}")
+                        liv = model.NewOptionalIntervalVar(ls, to_int(sim.load_time(m, srv.gpu)), le, lp, f"L{s}_{m}")
+                        per_server.setdefault(s, []).append(liv)
+                        loads[(s, m)] = (lp, le, [])
+                        evicted = sim._would_evict(s, m)
+                        penalty = sum(min(1.0, pend_model.get(v, 0) / max(replicas.get(v, 1), 1))
+                                      * sim.load_time(v, srv.gpu) for v in evicted)
+                        if penalty > 0:
+                            objective.append(to_int(cfg.evict_weight * penalty) * lp)
+                    lp, le, users = loads[(s, m)]
+                    users.append(x[i][s])
+                    model.AddImplication(x[i][s], lp)
+                    model.Add(start[i] >= le).OnlyEnforceIf(x[i][s])
+            tail = max((sim._path[wi][k] for k in sim._children[wi][c]), default=0.0)
+            objective.append(end[i] + to_int(tail))
+        for lp, _, users in loads.values():
+            model.AddBoolOr(users).OnlyEnforceIf(lp)  # no load without a task that needs it
+        for ivs in per_server.values():
+            model.AddNoOverlap(ivs)
+        model.Minimize(sum(objective))
+
+        solver = cp_model.CpSolver()
+        solver.parameters.num_workers = 1
+        solver.parameters.max_deterministic_time = cfg.time_limit_s
+        solver.parameters.max_time_in_seconds = cfg.wall_limit_s
+        solver.parameters.random_seed = 0
+        status = solver.Solve(model)
+        self.solves += 1
+        if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+            self.fallbacks += 1
+            return eft
+        self.optimal += status == cp_model.OPTIMAL
+        for s, var in x[0].items():
+            if solver.Value(var):
+                return int(s)
+        self.fallbacks += 1
+        return eft

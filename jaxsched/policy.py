@@ -1,0 +1,160 @@
+"""The SCALE policy: a size-agnostic cross-attention pointer network (Flax linen).
+
+The current task's workflow DAG goes through a jraph GNN; the current node's
+embedding plus a pooled graph embedding, with the task and global features,
+form the query. Each server's task-conditioned features give a key and a value.
+Multi-head cross-attention (the task queries the servers) yields the attention
+feature `h`, the representation SRR regularizes. A pointer head scores every
+server against `h` (one logit per server, masked), and a critic reads `h` with
+the task and global features. Nothing depends on the number of servers, so
+the same parameters run at any N; padded and masked servers get -inf logits.
+
+Optional Scalable-Softmax: attention and pointer logits are multiplied by
+`s * log(n_active)` with a learnable `s` per head (and one for the pointer),
+so the softmax does not flatten as N grows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import jraph
+from flax import struct
+
+from envs.features import GLOBAL
+from envs.types import Observation
+from jaxsched.graphs import dag_to_graphs_tuple
+
+NEG = -1e9  # masked logits (finite, so log-softmax stays finite where every server is masked)
+
+
+@struct.dataclass
+class PolicyConfig:
+    """Architecture (static: every field fixes shapes or structure)."""
+
+    embed_dim: int = struct.field(pytree_node=False, default=64)
+    num_heads: int = struct.field(pytree_node=False, default=4)
+    gnn_layers: int = struct.field(pytree_node=False, default=2)
+    hidden: int = struct.field(pytree_node=False, default=128)
+    log_n_scaling: bool = struct.field(pytree_node=False, default=False)
+
+
+def symlog(x):
+    """sign(x) log(1 + |x|): features span seconds to thousands; keep them O(1) without statistics."""
+    return jnp.sign(x) * jnp.log1p(jnp.abs(x))
+
+
+class MLP(nn.Module):
+    features: Sequence[int]
+    activate_last: bool = False
+
+    @nn.compact
+    def __call__(self, x):
+        for i, f in enumerate(self.features):
+            x = nn.Dense(f)(x)
+            if i < len(self.features) - 1 or self.activate_last:
+                x = nn.gelu(x)
+        return x
+
+
+class DagEncoder(nn.Module):
+    """jraph GraphNetwork layers over the workflow DAG; messages flow both ways along edges."""
+
+    dim: int
+    layers: int
+
+    @nn.compact
+    def __call__(self, dag):
+        graph = dag_to_graphs_tuple(dag)
+        t = dag.nodes.shape[0]
+        nodes = nn.Dense(self.dim)(symlog(graph.nodes))
+        graph = graph._replace(nodes=nodes, edges=jnp.zeros((graph.edges.shape[0], self.dim)))
+        for i in range(self.layers):
+            edge_mlp = MLP((self.dim, self.dim), name=f"edge_{i}")
+            node_mlp = MLP((self.dim, self.dim), name=f"node_{i}")
+
+            def update_edge(e, s, r, g, edge_mlp=edge_mlp):
+                del g
+                return edge_mlp(jnp.concatenate([e, s, r], axis=-1))
+
+            def update_node(n, sent, received, g, node_mlp=node_mlp):
+                del g
+                return n + node_mlp(jnp.concatenate([n, sent, received], axis=-1))
+
+            graph = jraph.GraphNetwork(update_edge_fn=update_edge, update_node_fn=update_node)(graph)
+            graph = graph._replace(nodes=nn.LayerNorm(name=f"norm_{i}")(graph.nodes))
+        h_nodes = graph.nodes[:t]  # drop the padding graph's node
+        mask = dag.node_mask.astype(jnp.float32)[:, None]
+        pooled = jnp.sum(h_nodes * mask, axis=0) / jnp.maximum(jnp.sum(mask), 1.0)
+        return h_nodes[dag.current], pooled
+
+
+class SchedulerNet(nn.Module):
+    """obs (one, unbatched) -> (logits [max_servers], value, aux {h, attention, pointer_logits})."""
+
+    config: PolicyConfig = PolicyConfig()
+
+    @nn.compact
+    def __call__(self, obs: Observation):
+        cfg = self.config
+        d, nh = cfg.embed_dim, cfg.num_heads
+        dk = d // nh
+        current, pooled = DagEncoder(d, cfg.gnn_layers, name="dag")(obs.dag)
+        context = jnp.concatenate([symlog(obs.task), symlog(obs.globals), current, pooled])
+        query = MLP((cfg.hidden, d), name="query")(context)
+        servers = MLP((cfg.hidden, d), activate_last=True, name="server_encoder")(symlog(obs.servers))  # [N, d]
+        keys = nn.Dense(d, name="keys")(servers).reshape(-1, nh, dk)
+        values = nn.Dense(d, name="values")(servers).reshape(-1, nh, dk)
+        q = nn.Dense(d, name="q")(query).reshape(nh, dk)
+        mask = obs.action_mask
+        n_active = jnp.maximum(obs.globals[GLOBAL["n_active"]], 2.0)
+        att_logits = jnp.einsum("hk,nhk->hn", q, keys) / jnp.sqrt(dk)  # [H, N]
+        if cfg.log_n_scaling:
+            s_att = self.param("ssmax_attention", nn.initializers.ones, (nh,))
+            att_logits = att_logits * (s_att * jnp.log(n_active))[:, None]
+        att_logits = jnp.where(mask[None, :], att_logits, NEG)
+        attention = jax.nn.softmax(att_logits, axis=-1)  # [H, N]
+        mixed = jnp.einsum("hn,nhk->hk", attention, values).reshape(d)
+        h = nn.Dense(d, name="attention_out")(mixed)  # the attention feature SRR regularizes
+
+        ptr_q = nn.Dense(d, name="pointer_query")(jnp.concatenate([h, query]))
+        ptr_k = nn.Dense(d, name="pointer_keys")(servers)
+        logits = ptr_k @ ptr_q / jnp.sqrt(d)
+        if cfg.log_n_scaling:
+            s_ptr = self.param("ssmax_pointer", nn.initializers.ones, ())
+            logits = logits * s_ptr * jnp.log(n_active)
+        logits = jnp.where(mask, logits, NEG)
+        value = MLP((cfg.hidden, cfg.hidden, 1), name="critic")(
+            jnp.concatenate([h, symlog(obs.task), symlog(obs.globals)]))[0]
+        return logits, value, {"h": h, "attention": attention, "pointer_logits": logits}
+
+
+def init_params(rng, obs: Observation, config: PolicyConfig = PolicyConfig()):
+    """Parameters from one unbatched observation (any N: nothing depends on it)."""
+    return SchedulerNet(config).init(rng, obs)
+
+
+def apply_batch(net: SchedulerNet, params, obs: Observation):
+    """The network over a batch of observations (leading axis)."""
+    return jax.vmap(net.apply, in_axes=(None, 0))(params, obs)
+
+
+def greedy_policy(net: SchedulerNet, params):
+    """A jittable `policy(key, obs) -> server` that takes the most likely server."""
+    def policy(key, obs):
+        del key
+        logits, _, _ = net.apply(params, obs)
+        return jnp.argmax(logits).astype(jnp.int32)
+
+    return policy
+
+
+def sampling_policy(net: SchedulerNet, params):
+    def policy(key, obs):
+        logits, _, _ = net.apply(params, obs)
+        return jax.random.categorical(key, logits).astype(jnp.int32)
+
+    return policy

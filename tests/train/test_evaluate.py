@@ -1,0 +1,96 @@
+"""The evaluation harness: both paths agree, common random numbers, statistics, CLI and bad input."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from envs import make_params
+from jaxsched import baselines
+from train import evaluate as E
+
+N, SEEDS = 4, 2
+
+
+@pytest.fixture(scope="module")
+def setup():
+    config = E.eval_config(N)
+    params = make_params(config)
+    jax_res = E.run_jax_policies({"eft": baselines.earliest_finish, "fate_lite": baselines.fate_lite,
+                                  "round_robin": baselines.round_robin}, params, SEEDS)
+    return config, params, jax_res
+
+
+@pytest.mark.parametrize("name", ["eft", "fate_lite", "round_robin"])
+def test_jax_and_reference_paths_give_the_same_metrics(setup, name):
+    config, params, jax_res = setup
+    policy = {"eft": baselines.earliest_finish, "fate_lite": baselines.fate_lite,
+              "round_robin": baselines.round_robin}[name]
+    host = E.run_host_policy(lambda: E.host_adapter(policy), config, SEEDS, params)
+    for m in E.METRICS:
+        np.testing.assert_allclose(jax_res[name][m], host[m], rtol=1e-4, err_msg=m)
+
+
+def test_policies_batched_together_match_each_alone(setup):
+    """The switch over policies and the shared vmap do not leak between (policy, seed) pairs."""
+    _, params, jax_res = setup
+    alone = E.run_jax_policies({"fate_lite": baselines.fate_lite}, params, SEEDS)
+    for m in E.METRICS:
+        np.testing.assert_array_equal(alone["fate_lite"][m], jax_res["fate_lite"][m])
+
+
+def test_every_policy_sees_the_same_episodes(setup):
+    """Common random numbers: seed i is one instance, whatever the policy; seeds differ."""
+    config, params, _ = setup
+    a = E.instances(config, SEEDS, params)
+    b = E.instances(config, SEEDS, params)
+    assert a == b and a[0] != a[1]
+    assert a[0].n_servers == N and len(a[0].workflows) == 4 * N
+
+
+def test_mean_ci_uses_student_t():
+    m, lo, hi = E.mean_ci(np.array([1.0, 2.0, 3.0]))
+    half = 4.302652729911275 / math.sqrt(3)  # t(0.975, 2) * s / sqrt(n), s = 1
+    assert m == 2.0 and lo == pytest.approx(2 - half) and hi == pytest.approx(2 + half)
+    assert E.mean_ci(np.array([5.0])) == (5.0, 5.0, 5.0)
+
+
+def test_summarize_normalizes_per_seed_to_round_robin():
+    res = {8: {"round_robin": {m: np.array([10.0, 20.0]) for m in E.METRICS},
+               "eft": {m: np.array([5.0, 15.0]) for m in E.METRICS}}}
+    rows = {r["policy"]: r for r in E.summarize(res)}
+    assert rows["round_robin"]["norm_mean_response"] == 1.0
+    assert rows["eft"]["norm_mean_response"] == pytest.approx((0.5 + 0.75) / 2)  # mean of ratios
+    assert rows["eft"]["mean_response"] == 10.0 and rows["eft"]["servers"] == 8 and rows["eft"]["seeds"] == 2
+
+
+def test_cli_json_csv_and_plot(tmp_path, capsys):
+    E.main(["--policies", "eft,jsq", "--servers", "2,3", "--seeds", "2", "--json", "--out", str(tmp_path)])
+    rows = json.loads(capsys.readouterr().out)
+    assert {(r["policy"], r["servers"]) for r in rows} == {(p, n) for p in ("eft", "jsq", "round_robin") for n in (2, 3)}
+    need = {"policy", "servers", "seeds", "mean_response", "p95_response", "makespan", "slowdown", "utilization",
+            "norm_mean_response", "norm_mean_response_ci_lo", "norm_mean_response_ci_hi"}
+    assert all(need <= set(r) for r in rows)
+    for r in rows:
+        assert r["mean_response_ci_lo"] <= r["mean_response"] <= r["mean_response_ci_hi"]
+        assert r["slowdown"] >= 1.0 and 0 < r["utilization"] <= 1.0
+    assert json.loads((tmp_path / "results.json").read_text()) == rows
+    header = (tmp_path / "results.csv").read_text().splitlines()[0].split(",")
+    assert need <= set(header)
+    assert (tmp_path / "normalized_mean_response.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--policies", "eft,fifo"], "unknown policy 'fifo'"),
+    (["--servers", "8,x"], "--servers: expected a comma-separated list"),
+    (["--servers", "0,8"], "--servers: cluster sizes must be >= 1"),
+    (["--servers", "8,8"], "--servers: duplicate"),
+    (["--seeds", "0"], "--seeds: must be >= 1"),
+    (["--rho", "-1"], "rho: must be > 0"),
+])
+def test_bad_arguments_name_what_is_wrong(args, message, capsys):
+    with pytest.raises(SystemExit) as e:
+        E.main(args)
+    assert e.value.code == 2
+    assert message in capsys.readouterr().err
