@@ -92,7 +92,9 @@ def run(argv) -> dict:
         except CheckpointError as e:
             print(f"python -m train.ppo: error: {e}", file=sys.stderr)
             raise SystemExit(2) from None
-        runner = place(runner, sharding, config.num_envs)
+        from train.ppo import hyper_from
+
+        runner = place(runner._replace(hyper=hyper_from(config)), sharding, config.num_envs)  # options given now win
         print(f"resumed {run_dir} at update {done}", file=sys.stderr)
     ckpt = Checkpointer(run_dir, config.best_metric, config.keep_best) if run_dir else None
     evaluator = PolicyEvaluator(net, config.eval_servers, config.eval_seeds,

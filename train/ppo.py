@@ -46,6 +46,14 @@ class RunnerState(NamedTuple):
     obs: Observation
     rng: jax.Array
     update: jax.Array  # updates done
+    hyper: dict  # loss weights as data (srr_decorrelation, srr_kl, ent_coef): one compiled program serves any values
+
+
+HYPER_FIELDS = ("srr_decorrelation", "srr_kl", "ent_coef")
+
+
+def hyper_from(config: PPOConfig) -> dict:
+    return {k: jnp.float32(getattr(config, k)) for k in HYPER_FIELDS}
 
 
 def policy_config(config: PPOConfig) -> PolicyConfig:
@@ -97,7 +105,7 @@ def gae(traj: Transition, last_value, gamma: float, lam: float):
     return advantages, advantages + traj.value
 
 
-def ppo_loss(params, net: SchedulerNet, batch, config: PPOConfig):
+def ppo_loss(params, net: SchedulerNet, batch, config: PPOConfig, hyper: dict):
     traj, advantages, targets = batch
     logits, value, aux = apply_batch(net, params, traj.obs)
     logp_all = jax.nn.log_softmax(logits)
@@ -109,8 +117,8 @@ def ppo_loss(params, net: SchedulerNet, batch, config: PPOConfig):
     critic = 0.5 * jnp.mean(jnp.maximum((value - targets) ** 2, (v_clip - targets) ** 2))
     probs = jnp.exp(logp_all)
     entropy = -jnp.mean(jnp.sum(jnp.where(traj.obs.action_mask, probs * logp_all, 0.0), axis=1))
-    srr, srr_terms = srr_loss(aux["h"], config.srr_decorrelation, config.srr_kl)
-    total = actor + config.vf_coef * critic - config.ent_coef * entropy + srr
+    srr, srr_terms = srr_loss(aux["h"], hyper["srr_decorrelation"], hyper["srr_kl"])
+    total = actor + config.vf_coef * critic - hyper["ent_coef"] * entropy + srr
     stats = {"loss/total": total, "loss/actor": actor, "loss/critic": critic, "loss/entropy": entropy,
              "loss/approx_kl": jnp.mean((ratio - 1) - jnp.log(ratio)),
              "loss/clip_frac": jnp.mean(jnp.abs(ratio - 1) > config.clip_eps),
@@ -143,10 +151,10 @@ def make_train(config: PPOConfig, sharding=None):
         one = jax.tree.map(lambda x: x[0], obs)
         params = net.init(k_net, one)
         ts = TrainState.create(apply_fn=net.apply, params=params, tx=tx)
-        return RunnerState(ts, env_state, obs, k_run, jnp.int32(0))
+        return RunnerState(ts, env_state, obs, k_run, jnp.int32(0), hyper_from(config))
 
     def update(runner: RunnerState):
-        ts, env_state, obs, rng, n_up = runner
+        ts, env_state, obs, rng, n_up, hyper = runner
 
         def env_step(carry, _):
             env_state, obs, rng = carry
@@ -172,7 +180,7 @@ def make_train(config: PPOConfig, sharding=None):
             mbs = jax.tree.map(lambda x: x[perm].reshape((config.num_minibatches, mb_size) + x.shape[1:]), flat)
 
             def minibatch(ts, mb):
-                grads, stats = jax.grad(lambda p: ppo_loss(p, net, constrain(mb), config), has_aux=True)(ts.params)
+                grads, stats = jax.grad(lambda p: ppo_loss(p, net, constrain(mb), config, hyper), has_aux=True)(ts.params)
                 return ts.apply_gradients(grads=grads), stats
 
             ts, stats = jax.lax.scan(minibatch, ts, mbs)
@@ -188,7 +196,7 @@ def make_train(config: PPOConfig, sharding=None):
             "train/reward_per_step": jnp.mean(traj.reward),
             "train/invalid_actions": jnp.sum(ep["invalid"]),
         })
-        return RunnerState(ts, env_state, obs, rng, n_up + 1), metrics
+        return RunnerState(ts, env_state, obs, rng, n_up + 1, hyper), metrics
 
     def update_chunk(runner: RunnerState, n: int):
         runner, metrics = jax.lax.scan(lambda r, _: update(r), runner, length=n)

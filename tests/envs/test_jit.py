@@ -4,8 +4,10 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from envs import EnvConfig, make_params, reset, step
+from envs.features import GLOBAL
 from envs.rollout import run_episode
 from envs.wrappers import VecEnv, auto_reset_step
 from jaxsched.baselines import earliest_finish, random_policy
@@ -92,3 +94,26 @@ def test_vecenv_resets_ended_envs_in_place():
         assert ended >= 8
         if ratio == 8:
             assert waited > 0  # the deferral path ran
+
+
+@pytest.mark.parametrize("ratio", [1, 4])
+def test_vecenv_with_a_size_per_env_keeps_each_env_at_its_size(ratio):
+    """Mixed cluster sizes in one batch: env i always has env_servers[i] active servers, through
+    resets, and its episodes have workflows_per_server x that many workflows."""
+    params = make_params(EnvConfig(n_servers=5, bank_size=64, workflows_per_server=1.0))
+    sizes = jnp.asarray([2, 5, 3, 5, 2, 3, 4, 5], jnp.int32)
+    env = VecEnv(params, num_envs=8, reset_ratio=ratio, env_servers=sizes)
+    obs, state = jax.jit(env.reset)(jax.random.PRNGKey(0))
+    stepf = jax.jit(env.step)
+    ended = np.zeros(8, int)
+    for i in range(120):
+        active = np.asarray(state.env.active).sum(axis=1)
+        live = ~np.asarray(state.done)
+        assert (active[live] == np.asarray(sizes)[live]).all()
+        assert (np.asarray(obs.globals)[live, GLOBAL["n_active"]] == np.asarray(sizes)[live]).all()
+        assert not np.asarray(obs.action_mask)[np.arange(5)[None, :] >= np.asarray(sizes)[:, None]].any()
+        obs, state, r, d, info = stepf(jax.random.PRNGKey(i), state, jnp.argmax(obs.action_mask, axis=-1))
+        done = np.asarray(d)
+        np.testing.assert_array_equal(np.asarray(info["workflows_completed"])[done], np.asarray(sizes)[done])
+        ended += done
+    assert (ended >= 1).all()

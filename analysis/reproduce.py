@@ -1,0 +1,200 @@
+"""`python -m analysis.reproduce --preset {tiny,cpu,gpu}`: the SCALE experiment end to end.
+
+Train at one cluster size with SRR off, SRR on, log-N scaling, and both, over k
+seeds; evaluate each greedy policy at larger N next to EFT and FATE-lite on the
+evaluation harness's episodes; run the attention-feature shift analysis on
+each variant; write a markdown report (results table with 95% CIs and the
+change vs no-SRR at each N, the shift plots, the config used).
+
+    python -m analysis.reproduce --preset tiny --out results/tiny   # CI: minutes, numbers meaningless
+    python -m analysis.reproduce --preset cpu  --out results/cpu    # an afternoon on a laptop
+    python -m analysis.reproduce --preset gpu  --out results/gpu    # the study (5 seeds), one GPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from analysis.shift import analyze, plot
+from envs import EnvConfig, make_params
+from envs.files import atomic_write_json, atomic_write_text
+from jaxsched import baselines
+from train.evaluate import EVAL_WORKLOAD_SEED, METRICS, eval_config, mean_ci, rows_to_csv, run_jax_policies
+
+VARIANTS = {
+    "no_srr": {},
+    "srr": {"srr_decorrelation": 0.1, "srr_kl": 0.01},
+    "log_n": {"log_n_scaling": True},
+    "srr+log_n": {"srr_decorrelation": 0.1, "srr_kl": 0.01, "log_n_scaling": True},
+}
+
+
+@dataclass(frozen=True)
+class Protocol:
+    train_preset: str
+    train_servers: int
+    eval_servers: tuple[int, ...]
+    shift_servers: tuple[int, ...]
+    seeds: int  # training seeds per variant
+    eval_seeds: int  # evaluation episodes per N
+    shift_seeds: int
+    decisions: int  # per episode for the shift analysis
+    permutations: int
+    train_overrides: dict = field(default_factory=dict)
+
+
+PRESETS = {
+    "tiny": Protocol("cpu-quick", 4, (4, 8), (4, 8), seeds=1, eval_seeds=2, shift_seeds=2, decisions=32, permutations=20),
+    "cpu": Protocol("cpu", 16, (16, 32, 48, 64, 128), (8, 16, 24, 32, 48, 64, 96, 128), seeds=2, eval_seeds=10,
+                    shift_seeds=8, decisions=256, permutations=200),
+    "gpu": Protocol("gpu", 16, (16, 32, 48, 64, 128), (8, 16, 24, 32, 48, 64, 96, 128), seeds=5, eval_seeds=20,
+                    shift_seeds=16, decisions=256, permutations=500),
+}
+
+
+def train_variant(proto: Protocol, name: str, seed: int, out_dir: str, wandb_mode: str) -> dict:
+    from train.loop import run
+
+    argv = [f"--preset={proto.train_preset}", f"--seed={seed}", f"--train_servers={proto.train_servers}",
+            f"--eval_servers={proto.train_servers}", f"--best_metric=eval/{proto.train_servers}/norm_mean_response",
+            f"--checkpoint_dir={os.path.join(out_dir, 'runs')}", f"--wandb_name={name}-seed{seed}",
+            f"--wandb_mode={wandb_mode}", f"--wandb_group=reproduce-{proto.train_preset}", "--progress=false"]
+    argv += [f"--{k}={v}" for k, v in {**proto.train_overrides, **VARIANTS[name]}.items()]
+    return run(argv)
+
+
+def evaluate_policies(proto: Protocol, trained: dict) -> dict:
+    """variant -> N -> metric -> per-training-seed means (lists); also the heuristics (one 'seed')."""
+    from jaxsched.policy import SchedulerNet
+    from train.config import PPOConfig
+    from train.policy_eval import PolicyEvaluator
+    from train.ppo import policy_config
+
+    base = EnvConfig(workload_seed=EVAL_WORKLOAD_SEED)
+    results: dict = {}
+    evaluators: dict = {}
+    for name, runs in trained.items():
+        results[name] = {n: {m: [] for m in METRICS} for n in proto.eval_servers}
+        for r in runs:
+            pcfg = policy_config(PPOConfig.from_dict(r["config"]))
+            if pcfg not in evaluators:  # one compiled program per architecture
+                evaluators[pcfg] = PolicyEvaluator(SchedulerNet(pcfg), proto.eval_servers, proto.eval_seeds, base)
+            raw = evaluators[pcfg].raw(r["params"])
+            for n in proto.eval_servers:
+                for m in METRICS:
+                    results[name][n][m].append(raw[n][m].tolist())
+    heur = {"eft": baselines.earliest_finish, "fate_lite": baselines.fate_lite, "round_robin": baselines.round_robin}
+    for n in proto.eval_servers:
+        res = run_jax_policies(heur, make_params(eval_config(n, base)), proto.eval_seeds)
+        for name, metrics in res.items():
+            results.setdefault(name, {})[n] = {m: [metrics[m].tolist()] for m in METRICS}
+    return results
+
+
+def summarize(results: dict, proto: Protocol) -> list[dict]:
+    """Rows per (policy, N): mean response over training seeds (each the mean of its eval episodes) with a
+    95% CI (over training seeds when there are several, else over episodes), and the change vs no_srr."""
+    rows = []
+    for name, by_n in results.items():
+        for n, metrics in sorted(by_n.items()):
+            per_seed = np.array([np.mean(v) for v in metrics["mean_response"]])
+            values = per_seed if len(per_seed) > 1 else np.array(metrics["mean_response"][0])
+            m, lo, hi = mean_ci(values)
+            row = {"policy": name, "servers": n, "train_seeds": len(per_seed), "mean_response": m,
+                   "ci_lo": lo, "ci_hi": hi}
+            for other in ("p95_response", "makespan", "slowdown"):
+                row[other] = float(np.mean([np.mean(v) for v in metrics[other]]))
+            rows.append(row)
+    ref = {r["servers"]: r["mean_response"] for r in rows if r["policy"] == "no_srr"}
+    for r in rows:
+        r["change_vs_no_srr_pct"] = 100.0 * (r["mean_response"] / ref[r["servers"]] - 1.0) if r["servers"] in ref else None
+    return rows
+
+
+def report(proto: Protocol, preset: str, rows: list[dict], shift_rows: list[dict], plots: list[str], out_dir: str,
+           wall_s: float) -> str:
+    ns = list(proto.eval_servers)
+    order = [v for v in VARIANTS] + ["eft", "fate_lite", "round_robin"]
+    lines = [f"# SCALE reproduction ({preset} preset)", "",
+             f"Trained at N={proto.train_servers} with the `{proto.train_preset}` training preset, {proto.seeds} seed(s) per "
+             f"variant; evaluated greedily on {proto.eval_seeds} held-out episodes per N (workload seed "
+             f"{EVAL_WORKLOAD_SEED}, rho held). Wall time {wall_s / 60:.1f} min.", "",
+             "## Mean response time (s), 95% CI, and change vs no-SRR", "",
+             "| policy | " + " | ".join(f"N={n}" for n in ns) + " |", "|---|" + "---|" * len(ns)]
+    by = {(r["policy"], r["servers"]): r for r in rows}
+    for name in order:
+        cells = []
+        for n in ns:
+            r = by.get((name, n))
+            if r is None:
+                cells.append("")
+                continue
+            ch = "" if r["change_vs_no_srr_pct"] is None or name == "no_srr" else f" ({r['change_vs_no_srr_pct']:+.1f}%)"
+            cells.append(f"{r['mean_response']:.1f} [{r['ci_lo']:.1f}, {r['ci_hi']:.1f}]{ch}")
+        lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
+    lines += ["", "## Attention-feature shift (first training seed of each variant)", "",
+              "| variant | N | KL to N(0,I) | off-diag corr | eff. rank | MMD² | p | Fréchet | attn entropy / log N |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for r in shift_rows:
+        lines.append(f"| `{r['checkpoint']}` | {r['servers']} | {r['gaussian_kl']:.3g} | {r['offdiag_correlation']:.3f} | "
+                     f"{r['effective_rank']:.2f} | {r['mmd2']:.3g} | {r['mmd_p_value']:.3f} | {r['frechet']:.3g} | "
+                     f"{r['attention_entropy_over_log_n']:.3f} |")
+    lines += ["", "Plots (one line per variant):", ""]
+    lines += [f"![{os.path.basename(p)}](shift/{os.path.basename(p)})" for p in plots]
+    lines += ["", "## Config", "", "```json", json.dumps({"preset": preset, **asdict(proto), "variants": VARIANTS}, indent=1,
+                                                        default=list), "```", ""]
+    text = "\n".join(lines)
+    atomic_write_text(os.path.join(out_dir, "report.md"), text)
+    return text
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m analysis.reproduce", description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", choices=list(PRESETS), default="tiny")
+    ap.add_argument("--out", default=None, help="output directory (default results/reproduce-<preset>)")
+    ap.add_argument("--seeds", type=int, default=None, help="training seeds per variant (default: the preset's)")
+    ap.add_argument("--wandb-mode", default="disabled", choices=["online", "offline", "disabled"])
+    a = ap.parse_args(argv)
+    proto = PRESETS[a.preset]
+    if a.seeds is not None:
+        if a.seeds < 1:
+            ap.error("--seeds: must be >= 1")
+        proto = Protocol(**{**asdict(proto), "seeds": a.seeds})
+    out_dir = a.out or os.path.join("results", f"reproduce-{a.preset}")
+    t0 = time.perf_counter()
+    trained = {name: [] for name in VARIANTS}
+    for name in VARIANTS:
+        for seed in range(proto.seeds):
+            print(f"[reproduce] training {name} seed {seed}", file=sys.stderr, flush=True)
+            trained[name].append(train_variant(proto, name, seed, out_dir, a.wandb_mode))
+    print("[reproduce] evaluating", file=sys.stderr, flush=True)
+    results = evaluate_policies(proto, trained)
+    rows = summarize(results, proto)
+    atomic_write_json(os.path.join(out_dir, "results.json"), rows)
+    atomic_write_text(os.path.join(out_dir, "results.csv"), rows_to_csv(rows))
+    print("[reproduce] shift analysis", file=sys.stderr, flush=True)
+    from analysis.shift import load_checkpoint
+
+    shift_rows = []
+    for name, runs in trained.items():
+        _, net, params, train_n = load_checkpoint(f"{name}={runs[0]['run_dir']}")
+        shift_rows += analyze(name, net, params, train_n, proto.shift_servers, proto.shift_seeds, proto.decisions,
+                              EnvConfig(workload_seed=EVAL_WORKLOAD_SEED), proto.permutations)
+    shift_dir = os.path.join(out_dir, "shift")
+    atomic_write_json(os.path.join(shift_dir, "shift.json"), shift_rows)
+    atomic_write_text(os.path.join(shift_dir, "shift.csv"), rows_to_csv(shift_rows))
+    plots = plot(shift_rows, shift_dir)
+    text = report(proto, a.preset, rows, shift_rows, plots, out_dir, time.perf_counter() - t0)
+    print(text)
+    return rows, shift_rows
+
+
+if __name__ == "__main__":
+    main()

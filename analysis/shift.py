@@ -1,0 +1,128 @@
+"""`python -m analysis.shift`: how the attention feature's distribution shifts with N, per checkpoint.
+
+    python -m analysis.shift --checkpoint runs/ppo/srr-off --checkpoint runs/ppo/srr-on \
+        --servers 8,16,32,48,64,128 --out results/shift
+
+For each checkpoint (a `train.ppo` run directory; `NAME=DIR` names it) and each
+N, it collects h, the attention weights and the pointer logits over held-out
+episodes (`analysis.collect`), computes the statistics of `analysis.stats`,
+and the distances (MMD with a permutation p-value, Fréchet) to the features at
+the checkpoint's training N. Writes `shift.json`, `shift.csv` and one plot per
+statistic against N (one line per checkpoint), atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import sys
+
+from analysis import stats as S
+from envs import EnvConfig
+from envs.files import atomic_write_bytes, atomic_write_json, atomic_write_text
+from train.evaluate import EVAL_WORKLOAD_SEED, parse_servers, rows_to_csv
+
+STATISTICS = ("mean_abs_mean", "mean_variance", "mean_norm", "gaussian_kl", "offdiag_correlation", "effective_rank",
+              "mmd2", "mmd_p_value", "frechet", "attention_entropy_over_log_n", "attention_max")
+
+
+def load_checkpoint(spec: str):
+    """`DIR` or `NAME=DIR` -> (name, net, params, training N)."""
+    from jaxsched.policy import SchedulerNet
+    from train.checkpoint import load_params
+    from train.config import PPOConfig
+    from train.ppo import policy_config
+
+    name, _, path = spec.rpartition("=") if "=" in spec else ("", "", spec)
+    name = name or os.path.basename(os.path.normpath(path))
+    _, params, saved = load_params(path)
+    config = PPOConfig.from_dict(saved)
+    return name, SchedulerNet(policy_config(config)), params, int(config.train_servers[0])
+
+
+def analyze(name, net, params, train_n: int, sizes, seeds: int, decisions: int, base: EnvConfig,
+            permutations: int = 200) -> list[dict]:
+    from analysis.collect import collect
+
+    sizes = sorted(set(sizes) | {train_n})
+    samples = collect(net, params, sizes, seeds=seeds, decisions=decisions, base=base)
+    ref = samples[train_n]["h"]
+    rows = []
+    for n in sizes:
+        s = samples[n]
+        row = {"checkpoint": name, "servers": n, "train_servers": train_n, "samples": int(len(s["h"]))}
+        row.update(S.feature_stats(s["h"]))
+        row.update(S.shift_stats(s["h"], ref, permutations=permutations))
+        row.update(S.attention_stats(s["attention"], s["n_active"]))
+        rows.append(row)
+    return rows
+
+
+def plot(rows: list[dict], out_dir: str) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    for stat in STATISTICS:
+        fig, ax = plt.subplots(figsize=(5.5, 3.6))
+        for name in dict.fromkeys(r["checkpoint"] for r in rows):
+            rs = sorted((r for r in rows if r["checkpoint"] == name), key=lambda r: r["servers"])
+            ax.plot([r["servers"] for r in rs], [r[stat] for r in rs], marker="o", label=name)
+        train_ns = sorted({r["train_servers"] for r in rows})
+        for t in train_ns:
+            ax.axvline(t, color="grey", lw=0.8, ls=":")
+        ax.set_xlabel("servers (N)")
+        ax.set_ylabel(stat.replace("_", " "))
+        ax.set_xscale("log", base=2)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=110)
+        plt.close(fig)
+        path = os.path.join(out_dir, f"{stat}.png")
+        atomic_write_bytes(path, buf.getvalue())
+        paths.append(path)
+    return paths
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m analysis.shift", description=__doc__.splitlines()[0])
+    ap.add_argument("--checkpoint", action="append", required=True, metavar="[NAME=]DIR", help="repeat for several")
+    ap.add_argument("--servers", default="8,16,24,32,48,64,96,128")
+    ap.add_argument("--seeds", type=int, default=8)
+    ap.add_argument("--decisions", type=int, default=256, help="decisions collected per episode")
+    ap.add_argument("--permutations", type=int, default=200)
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args(argv)
+    from train.checkpoint import CheckpointError
+
+    try:
+        sizes = parse_servers(a.servers)
+        if a.seeds < 1 or a.decisions < 2:
+            raise ValueError("--seeds must be >= 1 and --decisions >= 2")
+        loaded = [load_checkpoint(spec) for spec in a.checkpoint]
+    except (ValueError, CheckpointError) as e:
+        ap.error(str(e))
+    base = EnvConfig(workload_seed=EVAL_WORKLOAD_SEED)
+    rows = []
+    for name, net, params, train_n in loaded:
+        print(f"{name}: collecting at N={sizes} (trained at {train_n})", file=sys.stderr)
+        rows += analyze(name, net, params, train_n, sizes, a.seeds, a.decisions, base, a.permutations)
+    atomic_write_json(os.path.join(a.out, "shift.json"), rows)
+    atomic_write_text(os.path.join(a.out, "shift.csv"), rows_to_csv(rows))
+    plots = plot(rows, a.out)
+    cols = ("checkpoint", "servers", "gaussian_kl", "offdiag_correlation", "effective_rank", "mmd2", "mmd_p_value", "frechet",
+            "attention_entropy_over_log_n")
+    print("".join(f"{c[:14]:>15}" for c in cols))
+    for r in rows:
+        print("".join(f"{r[c]:>15.4g}" if isinstance(r[c], float) else f"{r[c]!s:>15}" for c in cols))
+    print(f"wrote {os.path.join(a.out, 'shift.json')}, shift.csv and {len(plots)} plots", file=sys.stderr)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
