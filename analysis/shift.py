@@ -24,7 +24,8 @@ from envs.files import atomic_write_bytes, atomic_write_json, atomic_write_text
 from train.evaluate import EVAL_WORKLOAD_SEED, parse_servers, rows_to_csv
 
 STATISTICS = ("mean_abs_mean", "mean_variance", "mean_norm", "gaussian_kl", "offdiag_correlation", "effective_rank",
-              "mmd2", "mmd_p_value", "frechet", "attention_entropy_over_log_n", "attention_max")
+              "mmd2", "mmd_p_value", "frechet", "attention_entropy_over_log_n", "attention_max",
+              "policy_entropy_over_log_n", "policy_max_prob")
 
 
 def load_checkpoint(spec: str):
@@ -55,6 +56,7 @@ def analyze(name, net, params, train_n: int, sizes, seeds: int, decisions: int, 
         row.update(S.feature_stats(s["h"]))
         row.update(S.shift_stats(s["h"], ref, permutations=permutations))
         row.update(S.attention_stats(s["attention"], s["n_active"]))
+        row.update(S.pointer_stats(s["logits"], s["n_active"]))
         rows.append(row)
     return rows
 

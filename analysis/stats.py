@@ -10,7 +10,8 @@ attention weights [n, heads, N] with a mask of real servers.
 * distances to a reference sample (the training N): RBF-kernel MMD² with the
   median-distance bandwidth and a permutation p-value, and the Fréchet
   (Gaussian 2-Wasserstein) distance;
-* attention: entropy / log(N active) (1 = uniform) and the largest weight.
+* attention: entropy / log(N active) (1 = uniform) and the largest weight;
+  the same for the policy's distribution over servers (from the pointer logits).
 """
 
 from __future__ import annotations
@@ -121,6 +122,17 @@ def attention_stats(attention: np.ndarray, n_active: np.ndarray) -> dict:
     ent = -(np.where(a > 0, a * np.log(np.where(a > 0, a, 1.0)), 0.0)).sum(-1)  # [n, heads]
     log_n = np.log(np.maximum(np.asarray(n_active, np.float64), 2.0))[:, None]
     return {"attention_entropy_over_log_n": float((ent / log_n).mean()), "attention_max": float(a.max(-1).mean())}
+
+
+def pointer_stats(logits: np.ndarray, n_active: np.ndarray) -> dict:
+    """Masked pointer logits [n, N] (-inf where masked) -> the policy's entropy / log N and its top probability."""
+    z = np.asarray(logits, np.float64)
+    z = z - z.max(axis=-1, keepdims=True)
+    p = np.where(np.isfinite(z), np.exp(z), 0.0)
+    p = p / p.sum(-1, keepdims=True)
+    ent = -(np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0)).sum(-1)
+    log_n = np.log(np.maximum(np.asarray(n_active, np.float64), 2.0))
+    return {"policy_entropy_over_log_n": float((ent / log_n).mean()), "policy_max_prob": float(p.max(-1).mean())}
 
 
 def feature_stats(h: np.ndarray) -> dict:

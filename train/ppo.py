@@ -49,7 +49,7 @@ class RunnerState(NamedTuple):
     hyper: dict  # loss weights as data (srr_decorrelation, srr_kl, ent_coef): one compiled program serves any values
 
 
-HYPER_FIELDS = ("srr_decorrelation", "srr_kl", "ent_coef")
+HYPER_FIELDS = ("lr", "srr_decorrelation", "srr_kl", "ent_coef")
 
 
 def hyper_from(config: PPOConfig) -> dict:
@@ -76,18 +76,20 @@ def make_vec_env(config: PPOConfig) -> VecEnv:
     return VecEnv(params, config.num_envs, reset_ratio=config.reset_ratio, env_servers=sizes)
 
 
-def learning_rate(config: PPOConfig):
+def learning_rate(config: PPOConfig, peak: float | None = None):
+    """The schedule over gradient steps; `peak=1.0` gives its shape (the peak lr is data, `hyper["lr"]`)."""
+    lr = config.lr if peak is None else peak
     steps_per_update = config.update_epochs * config.num_minibatches
     total = config.total_updates * steps_per_update
     warm = config.warmup_updates * steps_per_update
     if config.lr_schedule == "constant":
-        main = optax.constant_schedule(config.lr)
+        main = optax.constant_schedule(lr)
     elif config.lr_schedule == "linear":
-        main = optax.linear_schedule(config.lr, 0.0, max(total - warm, 1))
+        main = optax.linear_schedule(lr, 0.0, max(total - warm, 1))
     else:
-        main = optax.cosine_decay_schedule(config.lr, max(total - warm, 1))
+        main = optax.cosine_decay_schedule(lr, max(total - warm, 1))
     if warm:
-        return optax.join_schedules([optax.linear_schedule(0.0, config.lr, warm), main], [warm])
+        return optax.join_schedules([optax.linear_schedule(0.0, lr, warm), main], [warm])
     return main
 
 
@@ -136,7 +138,11 @@ def make_train(config: PPOConfig, sharding=None):
     config.validate()
     venv = make_vec_env(config)
     net = SchedulerNet(policy_config(config))
-    tx = optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.adam(learning_rate(config), eps=1e-5))
+    # Adam with the schedule's shape; the peak lr multiplies the update as data (hyper["lr"]), so runs
+    # that differ only in lr, SRR weights or entropy bonus share one compiled program.
+    shape = learning_rate(config, peak=1.0)
+    tx = optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.scale_by_adam(eps=1e-5),
+                     optax.scale_by_schedule(lambda count: -shape(count)))
     batch_size = config.num_envs * config.num_steps
     mb_size = batch_size // config.num_minibatches
 
@@ -151,6 +157,7 @@ def make_train(config: PPOConfig, sharding=None):
         one = jax.tree.map(lambda x: x[0], obs)
         params = net.init(k_net, one)
         ts = TrainState.create(apply_fn=net.apply, params=params, tx=tx)
+        ts = ts.replace(step=jnp.asarray(0, jnp.int32))  # not weak-typed: a restored checkpoint reuses the program
         return RunnerState(ts, env_state, obs, k_run, jnp.int32(0), hyper_from(config))
 
     def update(runner: RunnerState):
@@ -181,7 +188,10 @@ def make_train(config: PPOConfig, sharding=None):
 
             def minibatch(ts, mb):
                 grads, stats = jax.grad(lambda p: ppo_loss(p, net, constrain(mb), config, hyper), has_aux=True)(ts.params)
-                return ts.apply_gradients(grads=grads), stats
+                updates, opt_state = ts.tx.update(grads, ts.opt_state, ts.params)
+                updates = jax.tree.map(lambda u: u * hyper["lr"], updates)
+                params = optax.apply_updates(ts.params, updates)
+                return ts.replace(step=ts.step + 1, params=params, opt_state=opt_state), stats
 
             ts, stats = jax.lax.scan(minibatch, ts, mbs)
             return (ts, rng), stats

@@ -60,3 +60,13 @@ def test_attention_statistics():
     onehot[:, :, 2] = 1.0
     out = S.attention_stats(onehot, np.full(3, n))
     assert out["attention_entropy_over_log_n"] == pytest.approx(0.0) and out["attention_max"] == 1.0
+
+
+def test_pointer_statistics():
+    logits = np.full((2, 8), -np.inf)
+    logits[:, :4] = 0.0  # uniform over 4 valid servers
+    out = S.pointer_stats(logits, np.full(2, 4))
+    assert out["policy_entropy_over_log_n"] == pytest.approx(1.0) and out["policy_max_prob"] == pytest.approx(0.25)
+    logits[:, 0] = 50.0
+    out = S.pointer_stats(logits, np.full(2, 4))
+    assert out["policy_entropy_over_log_n"] < 1e-6 and out["policy_max_prob"] == pytest.approx(1.0)
