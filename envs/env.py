@@ -15,6 +15,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from envs.observation import observe
+from envs.residency import lru_evictions
 from envs.sizes import active_slots, episode_workflows
 from envs.types import Decision, EnvParams, EnvState
 
@@ -229,12 +230,7 @@ def step(key, state: EnvState, action, params: EnvParams):
     res, stamp = state.resident[s], state.model_stamp[s]
     midx = jnp.arange(m)
     need_load = ~res[model]
-    others = res & (midx != model)
-    older = others[None, :] & (stamp[None, :] < stamp[:, None])  # [i, j]: j was used before i
-    freed_before = jnp.sum(jnp.where(older, params.model_mem[None, :], 0.0), axis=1)
-    used = jnp.sum(jnp.where(res, params.model_mem, 0.0))
-    cap = params.mem_headroom * params.gpu_mem[g]
-    evict = need_load & others & (used - freed_before + params.model_mem[model] > cap)
+    evict = lru_evictions(res, stamp, model, params.model_mem, params.mem_headroom * params.gpu_mem[g])
     new_res = (res & ~evict) | (midx == model)
     new_stamp = jnp.where(midx == model, state.decisions, stamp)
     load_s = jnp.where(need_load, params.load_time[g, model], 0.0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from envs.residency import lru_evictions
 from envs.sizes import episode_workflows
 from envs.types import DagView, EnvParams, EnvState, Observation
 
@@ -81,7 +82,9 @@ def observe(state: EnvState, params: EnvParams) -> Observation:
     est_dur = load + prompt / pre + row.expected_output[c] / dec + params.task_overhead_s
     used = jnp.sum(jnp.where(state.resident, params.model_mem[None, :], 0.0), axis=1)
     cap = params.mem_headroom * params.gpu_mem[gpu]
-    evict_reload, prefix_churn = future_costs(state, params, model, app, resident, prefix_hit, used, cap)
+    evict = jax.vmap(lru_evictions, in_axes=(0, 0, None, None, 0))(
+        state.resident, state.model_stamp, model, params.model_mem, cap)  # [N, M]: what loading here evicts
+    evict_reload, prefix_churn = future_costs(state, params, model, prefix_hit, evict)
     on = state.active.astype(jnp.float32)
     cols = [
         on,
@@ -136,9 +139,10 @@ def observe(state: EnvState, params: EnvParams) -> Observation:
     return Observation(task=task, servers=servers, dag=dag, action_mask=mask, globals=globals_)
 
 
-def future_costs(state: EnvState, params: EnvParams, model, app, resident, prefix_hit, used, cap):
+def future_costs(state: EnvState, params: EnvParams, model, prefix_hit, evict):
     """Per server: what placing this task there costs the window's pending work later.
 
+    `evict` [N, M]: the models loading this task's model on each server would evict.
     Pending = unassigned tasks of arrived, admitted workflows, the current task excluded.
     A model (or prefix key) dropped by the placement matters in proportion to the pending
     tasks that need it per server still holding it, capped at one reload. Returns
@@ -158,20 +162,11 @@ def future_costs(state: EnvState, params: EnvParams, model, app, resident, prefi
     key_pending = (app_onehot.T @ per_model).reshape(-1)  # [A * M], key = app * M + model
     app_prefix = jnp.max(app_onehot * bank.prefix_tokens[sb][:, None], axis=0)  # [A]
 
-    active = state.active
-    res = state.resident & active[:, None]
-    model_replicas = jnp.sum(res, axis=0).astype(jnp.float32)
+    # Replicas (inactive servers hold no model and no key: reset and the mask keep them empty).
+    model_replicas = jnp.sum(state.resident, axis=0).astype(jnp.float32)
     ck, cs = state.cache_key, state.cache_stamp
-    live_key = (ck >= 0) & active[:, None]
-    key_replicas = jnp.sum((jnp.where(live_key, ck, -1).reshape(-1)[:, None] == jnp.arange(params.n_apps * m)[None, :]),
-                           axis=0).astype(jnp.float32)
+    key_replicas = jnp.sum(ck.reshape(-1)[:, None] == jnp.arange(params.n_apps * m)[None, :], axis=0).astype(jnp.float32)
 
-    # Models the LRU load would evict on each server (the step's rule, for every server at once).
-    stamp = state.model_stamp
-    others = state.resident & (midx[None, :] != model)
-    older = others[:, None, :] & (stamp[:, None, :] < stamp[:, :, None])  # [N, i, j]: j used before i
-    freed_before = jnp.sum(jnp.where(older, params.model_mem[None, None, :], 0.0), axis=2)
-    evict = (~resident)[:, None] & others & (used[:, None] - freed_before + params.model_mem[model] > cap[:, None])
     share_m = jnp.minimum(1.0, per_model.sum(axis=0) / jnp.maximum(model_replicas, 1.0))
     evict_reload = jnp.sum(jnp.where(evict, share_m[None, :] * params.load_time[state.gpu], 0.0), axis=1)
 

@@ -46,6 +46,23 @@ class RefObservation:
 
 
 @dataclass
+class WindowDemand:
+    """What `ReferenceSim.window_demand` counts (see there)."""
+
+    model: dict[int, int] = field(default_factory=dict)  # pending tasks per model
+    key: dict[tuple[str, int], int] = field(default_factory=dict)  # pending tasks per (app, model)
+    app_prefix: dict[str, float] = field(default_factory=dict)  # prefix tokens of each open app
+    model_replicas: dict[int, int] = field(default_factory=dict)  # servers holding the model
+    key_replicas: dict[tuple[str, int], int] = field(default_factory=dict)  # servers caching the key
+
+    def model_share(self, m: int) -> float:
+        return min(1.0, self.model.get(m, 0) / max(self.model_replicas.get(m, 1), 1))
+
+    def key_share(self, key: tuple[str, int]) -> float:
+        return min(1.0, self.key.get(key, 0) / max(self.key_replicas.get(key, 1), 1))
+
+
+@dataclass
 class _Server:
     gpu: int
     resident: dict[int, int]  # model -> last-use stamp (decision number; -1 for the initial model)
@@ -224,6 +241,32 @@ class ReferenceSim:
                 nr += 1
         return loc, rem, nl, nr
 
+    def window_demand(self) -> WindowDemand:
+        """Pending work (unassigned tasks of arrived, admitted workflows, the pending decision's task
+        excluded) per model and per prefix key, and how many servers hold each model and key."""
+        clock, wi, c = self._pending
+        d = WindowDemand()
+        for xi, x in enumerate(self.wfs):
+            if x.admit is None or x.done_step is not None or x.arrival > clock:
+                continue
+            xs = self.inst.workflows[xi]
+            d.app_prefix[xs.app] = xs.prefix_tokens
+            for j in range(xs.n_tasks):
+                if x.finish[j] is None and (xi, j) != (wi, c):
+                    d.model[xs.models[j]] = d.model.get(xs.models[j], 0) + 1
+                    d.key[(xs.app, xs.models[j])] = d.key.get((xs.app, xs.models[j]), 0) + 1
+        for srv in self.servers:
+            for x in srv.resident:
+                d.model_replicas[x] = d.model_replicas.get(x, 0) + 1
+            for key in srv.cache:
+                d.key_replicas[key] = d.key_replicas.get(key, 0) + 1
+        return d
+
+    def evict_reload(self, s: int, evicted: list[int], demand: WindowDemand) -> float:
+        """Reload seconds on server s of the evicted models, each scaled by min(1, pending / replicas)."""
+        g = self.servers[s].gpu
+        return sum(demand.model_share(x) * self.load_time(x, g) for x in evicted)
+
     def _would_evict(self, s: int, m: int) -> list[int]:
         """Models that loading `m` on server s evicts (least recently used first), without doing it."""
         srv = self.servers[s]
@@ -244,7 +287,7 @@ class ReferenceSim:
         cache = self.servers[s].cache
         dropped = [k for k in cache if k[1] in evicted]
         left = {k: v for k, v in cache.items() if k not in dropped}
-        if key not in left and len(left) >= self.inst.prefix_cache_slots:
+        if self.inst.prefix_cache_slots > 0 and key not in left and len(left) >= self.inst.prefix_cache_slots:
             dropped.append(min(left, key=left.__getitem__))
         return dropped
 
@@ -295,24 +338,19 @@ class ReferenceSim:
         start = self._start(wi, c, s)  # uses free_at and parent placement, before any update
         _, remote_tok, _, _ = self._parent_split(wi, c, s)
 
-        # 1. residency: load on a miss, evicting least recently used models; drop their prefix keys.
-        load = 0.0
-        if m not in srv.resident:
-            load = self.load_time(m, g)
-            used = sum(inst.models[x].mem_gb for x in srv.resident)
-            while used + inst.models[m].mem_gb > self.cap[g]:
-                victim = min(srv.resident, key=srv.resident.__getitem__)
-                del srv.resident[victim]
-                used -= inst.models[victim].mem_gb
-                for key in [key for key in srv.cache if key[1] == victim]:
-                    del srv.cache[key]
-        srv.resident[m] = k
+        # 1. residency: load on a miss, evicting least recently used models and their prefix keys;
         # 2. prefix hit test; 3. refresh or insert the key, evicting the LRU key when full.
         key = (app, m)
-        hit = key in srv.cache
+        load = 0.0 if m in srv.resident else self.load_time(m, g)
+        evicted = self._would_evict(s, m)
+        dropped = self._would_drop(s, key, evicted)
+        hit = key in srv.cache  # evictions never touch this key: its model stays, and a miss is a miss
+        for victim in evicted:
+            del srv.resident[victim]
+        for old in dropped:
+            del srv.cache[old]
+        srv.resident[m] = k
         if inst.prefix_cache_slots > 0:
-            if not hit and len(srv.cache) >= inst.prefix_cache_slots:
-                del srv.cache[min(srv.cache, key=srv.cache.__getitem__)]
             srv.cache[key] = k
 
         prefix_tok = 0 if hit else spec.prefix_tokens
@@ -425,28 +463,7 @@ class ReferenceSim:
         task[T["model_mem_gb"]] = model.mem_gb
         task[len(F.TASK_FEATURES) + m] = 1.0
 
-        # Window demand: unassigned tasks of arrived, admitted workflows, this one excluded.
-        pend_model: dict[int, int] = {}
-        pend_key: dict[tuple[str, int], int] = {}
-        app_prefix: dict[str, float] = {}
-        for xi, x in enumerate(self.wfs):
-            if x.admit is None or x.done_step is not None or x.arrival > clock:
-                continue
-            xs = inst.workflows[xi]
-            app_prefix[xs.app] = xs.prefix_tokens
-            for j in range(xs.n_tasks):
-                if x.finish[j] is None and (xi, j) != (wi, c):
-                    pend_model[xs.models[j]] = pend_model.get(xs.models[j], 0) + 1
-                    pend_key[(xs.app, xs.models[j])] = pend_key.get((xs.app, xs.models[j]), 0) + 1
-        replicas_model: dict[int, int] = {}
-        replicas_key: dict[tuple[str, int], int] = {}
-        for srv in self.servers:
-            for x in srv.resident:
-                replicas_model[x] = replicas_model.get(x, 0) + 1
-            for key in srv.cache:
-                replicas_key[key] = replicas_key.get(key, 0) + 1
-        pend_model = {x: pend_model.get(x, 0) for x in replicas_model}
-        pend_key = {x: pend_key.get(x, 0) for x in replicas_key}
+        demand = self.window_demand()
         children = self._children[wi][c]
         co_parents = {p for j in children for p in spec.parents[j] if p != c and w.finish[p] is not None}
 
@@ -484,9 +501,9 @@ class ReferenceSim:
             row[S["queue_len"]] = min(inst.queue_cap, sum(1 for f in srv.finishes if f > clock))
             row[S["n_resident"]] = len(srv.resident)
             evicted = self._would_evict(s, m)
-            row[S["evict_reload_s"]] = sum(min(1.0, pend_model[x] / replicas_model[x]) * self.load_time(x, g) for x in evicted)
+            row[S["evict_reload_s"]] = self.evict_reload(s, evicted, demand)
             row[S["prefix_churn_ktok"]] = sum(
-                min(1.0, pend_key[key] / replicas_key[key]) * app_prefix.get(key[0], 0.0)
+                demand.key_share(key) * demand.app_prefix.get(key[0], 0.0)
                 for key in self._would_drop(s, (spec.app, m), evicted)) / 1000.0
             row[S["child_colocated_ktok"]] = sum(
                 spec.output_tokens[p] for p in co_parents if w.server[p] == s) / 1000.0

@@ -135,19 +135,7 @@ class FateCP:
         planned = {(wi, c): i for i, (wi, c, _) in enumerate(tasks)}
         lat = inst.net_latency_s
 
-        # Pending demand per model (for the eviction term), as the observation counts it.
-        pend_model: dict[int, int] = {}
-        for xi, x in enumerate(sim.wfs):
-            if x.admit is None or x.done_step is not None or x.arrival > clock:
-                continue
-            xs = inst.workflows[xi]
-            for j in range(xs.n_tasks):
-                if x.finish[j] is None and (xi, j) != (wi0, c0):
-                    pend_model[xs.models[j]] = pend_model.get(xs.models[j], 0) + 1
-        replicas: dict[int, int] = {}
-        for srv in sim.servers:
-            for x in srv.resident:
-                replicas[x] = replicas.get(x, 0) + 1
+        demand = sim.window_demand()  # for the eviction term, as the observation counts it
 
         model = cp_model.CpModel()
         horizon = 0
@@ -228,9 +216,7 @@ class FateCP:
                         liv = model.NewOptionalIntervalVar(ls, to_int(sim.load_time(m, srv.gpu)), le, lp, f"L{s}_{m}")
                         per_server.setdefault(s, []).append(liv)
                         loads[(s, m)] = (lp, le, [])
-                        evicted = sim._would_evict(s, m)
-                        penalty = sum(min(1.0, pend_model.get(v, 0) / max(replicas.get(v, 1), 1))
-                                      * sim.load_time(v, srv.gpu) for v in evicted)
+                        penalty = sim.evict_reload(s, sim._would_evict(s, m), demand)
                         if penalty > 0:
                             objective.append(to_int(cfg.evict_weight * penalty) * lp)
                     lp, le, users = loads[(s, m)]

@@ -132,11 +132,6 @@ class SchedulerNet(nn.Module):
         return logits, value, {"h": h, "attention": attention, "pointer_logits": logits}
 
 
-def init_params(rng, obs: Observation, config: PolicyConfig = PolicyConfig()):
-    """Parameters from one unbatched observation (any N: nothing depends on it)."""
-    return SchedulerNet(config).init(rng, obs)
-
-
 def apply_batch(net: SchedulerNet, params, obs: Observation):
     """The network over a batch of observations (leading axis)."""
     return jax.vmap(net.apply, in_axes=(None, 0))(params, obs)
@@ -148,13 +143,5 @@ def greedy_policy(net: SchedulerNet, params):
         del key
         logits, _, _ = net.apply(params, obs)
         return jnp.argmax(logits).astype(jnp.int32)
-
-    return policy
-
-
-def sampling_policy(net: SchedulerNet, params):
-    def policy(key, obs):
-        logits, _, _ = net.apply(params, obs)
-        return jax.random.categorical(key, logits).astype(jnp.int32)
 
     return policy

@@ -20,7 +20,6 @@ import time
 import jax
 import numpy as np
 
-from jaxsched.policy import apply_batch
 from train.config import parse_args
 from train.ppo import make_train
 
@@ -40,31 +39,16 @@ def measure(argv) -> dict:
             rest.append(a)
         i += 1
     config, _ = parse_args(rest + ["--wandb_mode=disabled"])
-    init, _, update_chunk, _, net = make_train(config)
-    runner = jax.jit(init)(jax.random.PRNGKey(config.seed))
+    trainer = make_train(config)
+    runner = jax.jit(trainer.init)(jax.random.PRNGKey(config.seed))
     n = config.updates_per_chunk
-    chunk = jax.jit(update_chunk, static_argnums=1)
+    chunk = jax.jit(trainer.update_chunk, static_argnums=1)
     t0 = time.perf_counter()
     runner, _, _ = chunk(runner, n)
     jax.block_until_ready(runner)
     compile_s = time.perf_counter() - t0
-
-    def rollout(runner):
-        def body(carry, _):
-            env_state, obs, rng = carry
-            rng, k_act, k_env = jax.random.split(rng, 3)
-            logits, _, _ = apply_batch(net, runner.train_state.params, obs)
-            action = jax.random.categorical(k_act, logits).astype(np.int32)
-            obs, env_state, _, _, _ = venv_step(k_env, env_state, action)
-            return (env_state, obs, rng), None
-
-        (env_state, obs, rng), _ = jax.lax.scan(body, (runner.env_state, runner.obs, runner.rng), length=config.num_steps * n)
-        return env_state, obs
-
-    from train.ppo import make_vec_env
-
-    venv_step = make_vec_env(config).step
-    roll = jax.jit(rollout)
+    # the same rollout the update runs, for as many decisions as one chunk, without the update
+    roll = jax.jit(lambda r: trainer.rollout(r.train_state.params, r.env_state, r.obs, r.rng, config.num_steps * n)[0])
     jax.block_until_ready(roll(runner))
     full, only = [], []
     for _ in range(repeats):

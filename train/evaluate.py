@@ -35,7 +35,7 @@ from envs import EnvConfig, make_params
 from envs.env import reset
 from envs.files import atomic_write_bytes, atomic_write_json, atomic_write_text
 from envs.instance import materialize
-from envs.reference import ReferenceSim
+from envs.reference import run_episode as run_reference_episode
 from envs.rollout import run_from
 from envs.sizes import episode_workflows
 from jaxsched import baselines
@@ -124,42 +124,42 @@ def _split(key):
     return k_reset, k_policy
 
 
+def play(policy: Callable, key, params) -> dict:
+    """One episode of a jittable policy from `key` (the reset and the policy's own randomness),
+    as the harness's metrics (METRICS -> scalar). Traceable: vmap it over keys or policies."""
+    k_reset, k_policy = _split(key)
+    obs, state = reset(k_reset, params)
+    _, metrics, _ = run_from(policy, k_policy, obs, state, params)
+    return harness_metrics(metrics)
+
+
+def harness_metrics(env_metrics: dict) -> dict:
+    """The env's episode metrics under the harness's names (`mean_slowdown` -> `slowdown`)."""
+    return {m: env_metrics["mean_slowdown" if m == "slowdown" else m] for m in METRICS}
+
+
 def run_jax_policies(policies: dict[str, Callable], params, seeds: int) -> dict[str, dict[str, np.ndarray]]:
     """Every (policy, seed) episode in one compiled, vmapped program. Returns name -> metric -> [seeds]."""
     names = list(policies)
     fns = [policies[n] for n in names]
-    keys = episode_keys(seeds)
 
     def one(pid, key):
-        k_reset, k_policy = _split(key)
-        obs, state = reset(k_reset, params)
-        policy = lambda k, o: jax.lax.switch(pid, fns, k, o)  # noqa: E731
-        _, metrics, _ = run_from(policy, k_policy, obs, state, params)
-        return metrics
+        return play(lambda k, o: jax.lax.switch(pid, fns, k, o), key, params)
 
     pid = jnp.repeat(jnp.arange(len(names)), seeds)
-    ks = jnp.tile(keys, (len(names), 1))
+    ks = jnp.tile(episode_keys(seeds), (len(names), 1))
     metrics = jax.device_get(jax.jit(jax.vmap(one))(pid, ks))
     out = {}
     for i, n in enumerate(names):
         sl = slice(i * seeds, (i + 1) * seeds)
-        out[n] = {m: np.asarray(metrics[_src(m)][sl], np.float64) for m in METRICS}
+        out[n] = {m: np.asarray(metrics[m][sl], np.float64) for m in METRICS}
     return out
-
-
-def _src(metric: str) -> str:
-    return "mean_slowdown" if metric == "slowdown" else metric
 
 
 def _host_episode(args):
     make_policy, inst, max_servers, max_tasks = args
-    policy = make_policy()
-    sim = ReferenceSim(inst, max_servers=max_servers, max_tasks=max_tasks)
-    obs = sim.reset()
-    while True:
-        obs, _, done, info = sim.step(policy(obs, sim))
-        if done:
-            return {m: float(info[_src(m)]) for m in METRICS}
+    info = run_reference_episode(inst, make_policy(), max_servers=max_servers, max_tasks=max_tasks)
+    return {m: float(v) for m, v in harness_metrics(info).items()}
 
 
 def instances(config: EnvConfig, seeds: int, params=None):

@@ -19,7 +19,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from envs import EnvConfig
-from envs.files import atomic_write_json
+from envs.files import atomic_write_json, atomic_write_text
 from train.checkpoint import Checkpointer, CheckpointError, load_config, restore_runner
 from train.config import PPOConfig, help_text, parse_args
 from train.policy_eval import PolicyEvaluator
@@ -83,8 +83,8 @@ def run(argv) -> dict:
     except ValueError as e:
         print(f"python -m train.ppo: error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
-    init, _, update_chunk, _, net = make_train(config, sharding)
-    runner = place(jax.jit(init)(jax.random.PRNGKey(config.seed)), sharding, config.num_envs)
+    trainer = make_train(config, sharding)
+    runner = place(jax.jit(trainer.init)(jax.random.PRNGKey(config.seed)), sharding, config.num_envs)
     done = 0
     if config.resume:
         try:
@@ -97,10 +97,10 @@ def run(argv) -> dict:
         runner = place(runner._replace(hyper=hyper_from(config)), sharding, config.num_envs)  # options given now win
         print(f"resumed {run_dir} at update {done}", file=sys.stderr)
     ckpt = Checkpointer(run_dir, config.best_metric, config.keep_best) if run_dir else None
-    evaluator = PolicyEvaluator(net, config.eval_servers, config.eval_seeds,
+    evaluator = PolicyEvaluator(trainer.net, config.eval_servers, config.eval_seeds,
                                 EnvConfig(rho=config.rho, workflows_per_server=config.workflows_per_server,
                                           workload_seed=config.eval_workload_seed))
-    chunk = jax.jit(update_chunk, static_argnums=1)
+    chunk = jax.jit(trainer.update_chunk, static_argnums=1)
     stop = config.total_updates if not config.stop_after else min(config.total_updates, config.stop_after)
     bar = None
     if config.progress:
@@ -154,7 +154,7 @@ def run(argv) -> dict:
                "eval": eval_metrics}
     if run_dir:
         atomic_write_json(os.path.join(run_dir, "summary.json"), summary)
-        atomic_write_text_lines(os.path.join(run_dir, "history.jsonl"), history)
+        atomic_write_text(os.path.join(run_dir, "history.jsonl"), "".join(json.dumps(r) + "\n" for r in history))
     if eval_metrics:
         print(format_eval(eval_metrics, config.eval_servers))
     if run_dir:
@@ -164,10 +164,6 @@ def run(argv) -> dict:
     return summary
 
 
-def atomic_write_text_lines(path, rows):
-    from envs.files import atomic_write_text
-
-    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
 
 
 def format_eval(metrics: dict, sizes) -> str:

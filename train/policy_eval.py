@@ -14,10 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from envs import EnvConfig, make_params
-from envs.env import reset
-from envs.rollout import run_from
 from jaxsched.baselines import round_robin
-from train.evaluate import METRICS, _src, episode_keys, mean_ci
+from train.evaluate import METRICS, episode_keys, mean_ci, play
 
 
 class PolicyEvaluator:
@@ -30,11 +28,7 @@ class PolicyEvaluator:
         env_params = self.params
 
         def one(policy_fn, net_params, n_servers, key):
-            p = env_params.replace(n_servers=n_servers)
-            k_reset, k_policy = jax.random.split(key)
-            obs, state = reset(k_reset, p)
-            _, metrics, _ = run_from(lambda k, o: policy_fn(net_params, k, o), k_policy, obs, state, p)
-            return {m: metrics[_src(m)] for m in METRICS}
+            return play(lambda k, o: policy_fn(net_params, k, o), key, env_params.replace(n_servers=n_servers))
 
         def greedy(net_params, key, obs):
             del key

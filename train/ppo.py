@@ -15,11 +15,11 @@ checkpoints and shows progress (Stoix style).
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from flax.training.train_state import TrainState
 
@@ -76,9 +76,9 @@ def make_vec_env(config: PPOConfig) -> VecEnv:
     return VecEnv(params, config.num_envs, reset_ratio=config.reset_ratio, env_servers=sizes)
 
 
-def learning_rate(config: PPOConfig, peak: float | None = None):
-    """The schedule over gradient steps; `peak=1.0` gives its shape (the peak lr is data, `hyper["lr"]`)."""
-    lr = config.lr if peak is None else peak
+def lr_shape(config: PPOConfig):
+    """The learning-rate schedule over gradient steps with peak 1 (the peak, `hyper["lr"]`, is data)."""
+    lr = 1.0
     steps_per_update = config.update_epochs * config.num_minibatches
     total = config.total_updates * steps_per_update
     warm = config.warmup_updates * steps_per_update
@@ -129,8 +129,19 @@ def ppo_loss(params, net: SchedulerNet, batch, config: PPOConfig, hyper: dict):
     return total, stats
 
 
-def make_train(config: PPOConfig, sharding=None):
-    """Pure pieces of training: (init(rng) -> RunnerState, update(runner) -> (runner, metrics), train(rng)).
+class Trainer(NamedTuple):
+    """The pure pieces `make_train` builds (jit them as needed)."""
+
+    init: Callable  # rng -> RunnerState
+    rollout: Callable  # (params, env_state, obs, rng, length) -> ((env_state, obs, rng), (Transition, episode info))
+    update: Callable  # RunnerState -> (RunnerState, metrics)
+    update_chunk: Callable  # (RunnerState, n) -> (RunnerState, last metrics, stacked metrics)
+    train: Callable  # rng -> (RunnerState, per-update metrics): the whole run
+    net: SchedulerNet
+
+
+def make_train(config: PPOConfig, sharding=None) -> Trainer:
+    """Pure pieces of training (see `Trainer`).
 
     `sharding`: an optional `jax.sharding.NamedSharding` for the env batch axis (data parallelism);
     parameters stay replicated and XLA averages gradients across devices once per minibatch.
@@ -140,7 +151,7 @@ def make_train(config: PPOConfig, sharding=None):
     net = SchedulerNet(policy_config(config))
     # Adam with the schedule's shape; the peak lr multiplies the update as data (hyper["lr"]), so runs
     # that differ only in lr, SRR weights or entropy bonus share one compiled program.
-    shape = learning_rate(config, peak=1.0)
+    shape = lr_shape(config)
     tx = optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.scale_by_adam(eps=1e-5),
                      optax.scale_by_schedule(lambda count: -shape(count)))
     batch_size = config.num_envs * config.num_steps
@@ -160,14 +171,13 @@ def make_train(config: PPOConfig, sharding=None):
         ts = ts.replace(step=jnp.asarray(0, jnp.int32))  # not weak-typed: a restored checkpoint reuses the program
         return RunnerState(ts, env_state, obs, k_run, jnp.int32(0), hyper_from(config))
 
-    def update(runner: RunnerState):
-        ts, env_state, obs, rng, n_up, hyper = runner
-
+    def rollout(params, env_state, obs, rng, length: int):
+        """`length` steps of the vmapped envs under the sampling policy (a `lax.scan`)."""
         def env_step(carry, _):
             env_state, obs, rng = carry
             rng, k_act, k_env = jax.random.split(rng, 3)
             obs = constrain(obs)
-            logits, value, _ = apply_batch(net, ts.params, obs)
+            logits, value, _ = apply_batch(net, params, obs)
             action = jax.random.categorical(k_act, logits).astype(jnp.int32)
             logp = jnp.take_along_axis(jax.nn.log_softmax(logits), action[:, None], axis=1)[:, 0]
             next_obs, env_state, reward, done, info = venv.step(k_env, env_state, action)
@@ -175,7 +185,11 @@ def make_train(config: PPOConfig, sharding=None):
                   "invalid": info["invalid_action"]}
             return (env_state, next_obs, rng), (Transition(obs, action, logp, value, reward, done), ep)
 
-        (env_state, obs, rng), (traj, ep) = jax.lax.scan(env_step, (env_state, obs, rng), length=config.num_steps)
+        return jax.lax.scan(env_step, (env_state, obs, rng), length=length)
+
+    def update(runner: RunnerState):
+        ts, env_state, obs, rng, n_up, hyper = runner
+        (env_state, obs, rng), (traj, ep) = rollout(ts.params, env_state, obs, rng, config.num_steps)
         _, last_value, _ = apply_batch(net, ts.params, constrain(obs))
         advantages, targets = gae(traj, last_value, config.gamma, config.gae_lambda)
 
@@ -217,7 +231,7 @@ def make_train(config: PPOConfig, sharding=None):
         runner = init(rng)
         return jax.lax.scan(lambda r, _: update(r), runner, length=config.total_updates)
 
-    return init, update, update_chunk, train, net
+    return Trainer(init=init, rollout=rollout, update=update, update_chunk=update_chunk, train=train, net=net)
 
 
 def main(argv=None):
@@ -227,5 +241,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    np.set_printoptions(precision=4)
     main()

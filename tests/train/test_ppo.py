@@ -132,9 +132,9 @@ outs = []
 for devices in (1, 4):
     c = cfg.replace(devices=devices)
     sharding = data_sharding(c)
-    init, update, chunk, train, net = make_train(c, sharding)
-    runner = place(jax.jit(init)(jax.random.PRNGKey(0)), sharding, c.num_envs)
-    runner, last, _ = jax.jit(chunk, static_argnums=1)(runner, 2)
+    trainer = make_train(c, sharding)
+    runner = place(jax.jit(trainer.init)(jax.random.PRNGKey(0)), sharding, c.num_envs)
+    runner, last, _ = jax.jit(trainer.update_chunk, static_argnums=1)(runner, 2)
     if devices == 4:
         assert len(runner.obs.servers.sharding.device_set) == 4
     outs.append(jax.device_get(runner.train_state.params))
