@@ -59,15 +59,37 @@ PRESETS = {
 }
 
 
-def train_variant(proto: Protocol, name: str, seed: int, out_dir: str, wandb_mode: str) -> dict:
-    from train.loop import run
-
+def train_argv(proto: Protocol, name: str, seed: int, out_dir: str, wandb_mode: str) -> list[str]:
+    """The `python -m train.ppo` options of one (variant, seed); its run directory is `out_dir/runs/<name>-seed<seed>`."""
     argv = [f"--preset={proto.train_preset}", f"--seed={seed}", f"--train_servers={proto.train_servers}",
             f"--eval_servers={proto.train_servers}", f"--best_metric=eval/{proto.train_servers}/norm_mean_response",
             f"--checkpoint_dir={os.path.join(out_dir, 'runs')}", f"--wandb_name={name}-seed{seed}",
             f"--wandb_mode={wandb_mode}", f"--wandb_group=reproduce-{proto.train_preset}", "--progress=false"]
-    argv += [f"--{k}={v}" for k, v in {**proto.train_overrides, **VARIANTS[name]}.items()]
-    return run(argv)
+    return argv + [f"--{k}={v}" for k, v in {**proto.train_overrides, **VARIANTS[name]}.items()]
+
+
+def train_variant(proto: Protocol, name: str, seed: int, out_dir: str, wandb_mode: str) -> dict:
+    """Train one (variant, seed), or pick it up where an earlier invocation left it, so an
+    interrupted study is re-run with the same command: a run whose summary says it reached its
+    last update is loaded, not retrained; a run with checkpoints short of that resumes exactly
+    from its newest readable step."""
+    from train.checkpoint import load_params
+    from train.loop import run
+
+    run_dir = os.path.abspath(os.path.join(out_dir, "runs", f"{name}-seed{seed}"))
+    summary_path = os.path.join(run_dir, "summary.json")
+    if os.path.exists(summary_path):
+        with open(summary_path) as f:
+            summary = json.load(f)
+        if summary["updates"] >= summary["config"]["total_updates"]:
+            _, params, _ = load_params(run_dir)
+            print(f"[reproduce] {name} seed {seed}: finished earlier, loaded {run_dir}", file=sys.stderr, flush=True)
+            return {**summary, "params": params}
+    if os.path.isdir(run_dir) and any(e.isdigit() for e in os.listdir(run_dir)):
+        print(f"[reproduce] {name} seed {seed}: resuming {run_dir}", file=sys.stderr, flush=True)
+        return run([f"--resume={run_dir}", "--progress=false", f"--wandb_mode={wandb_mode}"])
+    print(f"[reproduce] training {name} seed {seed}", file=sys.stderr, flush=True)
+    return run(train_argv(proto, name, seed, out_dir, wandb_mode))
 
 
 def evaluate_policies(proto: Protocol, trained: dict) -> dict:
@@ -172,7 +194,6 @@ def main(argv=None):
     trained = {name: [] for name in VARIANTS}
     for name in VARIANTS:
         for seed in range(proto.seeds):
-            print(f"[reproduce] training {name} seed {seed}", file=sys.stderr, flush=True)
             trained[name].append(train_variant(proto, name, seed, out_dir, a.wandb_mode))
     print("[reproduce] evaluating", file=sys.stderr, flush=True)
     results = evaluate_policies(proto, trained)

@@ -49,6 +49,30 @@ def test_variants_differ_where_they_should(tiny):
     assert cfgs["srr+log_n"]["log_n_scaling"] and cfgs["srr+log_n"]["srr_kl"] > 0
 
 
+def test_rerun_loads_finished_runs_and_resumes_interrupted_ones(tiny, tmp_path, monkeypatch):
+    import jax
+    import numpy as np
+
+    from train import loop
+    from train.checkpoint import load_params
+
+    out, _, _ = tiny
+    proto = reproduce.PRESETS["tiny"]
+    _, straight, _ = load_params(str(out / "runs" / "no_srr-seed0"))
+    # interrupted: the same run stopped half way, then picked up by the same call the study makes
+    loop.run(reproduce.train_argv(proto, "no_srr", 0, str(tmp_path), "disabled") + ["--stop_after=2"])
+    resumed = reproduce.train_variant(proto, "no_srr", 0, str(tmp_path), "disabled")
+    assert resumed["updates"] == resumed["config"]["total_updates"]
+    for a, b in zip(jax.tree.leaves(straight), jax.tree.leaves(resumed["params"])):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    # finished: loaded from disk, never retrained
+    monkeypatch.setattr(loop, "run", lambda argv: pytest.fail(f"retrained a finished run: {argv}"))
+    again = reproduce.train_variant(proto, "no_srr", 0, str(out), "disabled")
+    assert again["updates"] == again["config"]["total_updates"]
+    for a, b in zip(jax.tree.leaves(straight), jax.tree.leaves(again["params"])):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
 def test_shift_cli_on_two_checkpoints_and_bad_input(tiny, tmp_path, capsys):
     out, _, _ = tiny
     rows = shift.main(["--checkpoint", f"a={out / 'runs' / 'no_srr-seed0'}", "--checkpoint", str(out / "runs" / "srr-seed0"),
