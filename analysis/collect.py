@@ -1,14 +1,23 @@
 """Roll a trained policy out at several cluster sizes and collect what it computes per decision.
 
 For each N: `seeds` held-out episodes (the evaluation harness's episodes: same
-workload distribution, offered load held at rho), the greedy policy, the first
-`decisions` decisions of each, all seeds at once (one `lax.scan` under `vmap`).
+workload distribution, offered load held at rho), the greedy policy, all seeds
+at once (one `lax.scan` under `vmap`). Each episode is played to its end and
+`decisions` decisions are recorded at evenly spaced points of it, so every N
+is sampled over the same phases of an episode (warm-up, steady state, drain)
+rather than only its first decisions, which at large N would be the warm-up.
+An episode with fewer decisions than that contributes all of its own.
+
 Returned per N: the attention feature h [n, d], the attention weights
-[n, heads, N], the masked pointer logits [n, N] and the active-server count [n],
-for the n decisions that happened (episodes that ended early contribute fewer).
+[n, heads, N], the masked pointer logits [n, N], the number of servers the task
+may go to (the action mask: active and large enough for its model) [n], and the
+episode each sample came from [n] (for tests that must not treat consecutive
+decisions of one episode as independent).
 """
 
 from __future__ import annotations
+
+from functools import cache
 
 import jax
 import jax.numpy as jnp
@@ -16,34 +25,73 @@ import numpy as np
 
 from envs import EnvConfig, make_params
 from envs.env import reset, step
-from envs.features import GLOBAL
+from envs.sizes import episode_workflows
 from train.evaluate import episode_keys, eval_config
 
 
-def collect(net, params, sizes, seeds: int = 8, decisions: int = 256, base: EnvConfig | None = None) -> dict:
-    """Parameters are an argument of the compiled program, so checkpoints of one architecture share it."""
+def _episode_decisions(state, env_params):
+    """Decisions in the episode just reset: the tasks of its workflows."""
+    e = episode_workflows(env_params)
+    wf = jnp.arange(state.wf_bank.shape[0])
+    return jnp.sum(jnp.where(wf < e, env_params.bank.n_tasks[state.wf_bank], 0)).astype(jnp.int32)
+
+
+@jax.jit
+def _episode_lengths(env_params, keys):
+    return jax.vmap(lambda k: _episode_decisions(reset(jax.random.split(k)[0], env_params)[1], env_params))(keys)
+
+
+@cache
+def _collector(net, decisions: int, steps: int):
+    """One compiled program per (architecture, sample size, episode length): parameters and the
+    environment are arguments, so checkpoints of one architecture share it at every N of a shape."""
+
+    def episode(params, env_params, key):
+        k_reset, _ = jax.random.split(key)
+        obs, state = reset(k_reset, env_params)
+        total = _episode_decisions(state, env_params)
+        j = jnp.arange(decisions)
+        # evenly spaced decision indices over the whole episode (all of them when it is shorter)
+        at = jnp.where(total >= decisions, (j * total) // decisions, j).astype(jnp.int32)
+        valid = j < total
+
+        def record(obs):
+            logits, _, aux = net.apply(params, obs)
+            rec = {"h": aux["h"], "attention": aux["attention"],
+                   "logits": jnp.where(obs.action_mask, logits, -jnp.inf),
+                   "n_allowed": jnp.sum(obs.action_mask).astype(jnp.int32)}
+            return logits, rec
+
+        _, proto = jax.eval_shape(record, obs)
+        buf = jax.tree.map(lambda s: jnp.zeros((decisions,) + s.shape, s.dtype), proto)
+
+        def body(carry, t):
+            obs, state, nxt, buf = carry
+            logits, rec = record(obs)
+            slot = jnp.minimum(nxt, decisions - 1)
+            hit = (nxt < decisions) & (t == at[slot])
+            buf = jax.tree.map(lambda b, v: b.at[slot].set(jnp.where(hit, v, b[slot])), buf, rec)
+            action = jnp.argmax(logits).astype(jnp.int32)
+            obs, state, _, _, _ = step(key, state, action, env_params)
+            return (obs, state, nxt + hit.astype(jnp.int32), buf), None
+
+        (_, _, _, buf), _ = jax.lax.scan(body, (obs, state, jnp.int32(0), buf), jnp.arange(steps, dtype=jnp.int32))
+        return buf, valid
+
+    return jax.jit(jax.vmap(episode, in_axes=(None, None, 0)))
+
+
+def collect(net, params, sizes, seeds: int = 8, decisions: int = 256, base: EnvConfig | None = None,
+            first_seed: int = 0) -> dict:
+    """N -> {h, attention, logits, n_allowed, episode} over episodes first_seed .. first_seed+seeds-1."""
     out = {}
+    keys = episode_keys(seeds, first_seed)
     for n in sizes:
         env_params = make_params(eval_config(n, base))
-
-        def episode(params, key, env_params=env_params):
-            k_reset, _ = jax.random.split(key)
-            obs, state = reset(k_reset, env_params)
-
-            def body(carry, _):
-                obs, state = carry
-                logits, _, aux = net.apply(params, obs)
-                action = jnp.argmax(logits).astype(jnp.int32)
-                rec = {"h": aux["h"], "attention": aux["attention"], "logits": jnp.where(obs.action_mask, logits, -jnp.inf),
-                       "n_active": obs.globals[GLOBAL["n_active"]], "valid": ~state.done}
-                obs, state, _, _, _ = step(key, state, action, env_params)
-                return (obs, state), rec
-
-            _, rec = jax.lax.scan(body, (obs, state), length=decisions)
-            return rec
-
-        rec = jax.device_get(jax.jit(jax.vmap(episode, in_axes=(None, 0)))(params, episode_keys(seeds)))
-        valid = np.asarray(rec["valid"]).reshape(-1)
-        out[int(n)] = {k: np.asarray(v).reshape((-1,) + np.asarray(v).shape[2:])[valid]
-                       for k, v in rec.items() if k != "valid"}
+        steps = int(np.max(jax.device_get(_episode_lengths(env_params, keys))))
+        buf, valid = jax.device_get(_collector(net, int(decisions), steps)(params, env_params, keys))
+        valid = np.asarray(valid).reshape(-1)
+        rec = {k: np.asarray(v).reshape((-1,) + np.asarray(v).shape[2:])[valid] for k, v in buf.items()}
+        rec["episode"] = np.repeat(np.arange(first_seed, first_seed + seeds), decisions)[valid]
+        out[int(n)] = rec
     return out

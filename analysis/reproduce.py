@@ -68,28 +68,51 @@ def train_argv(proto: Protocol, name: str, seed: int, out_dir: str, wandb_mode: 
     return argv + [f"--{k}={v}" for k, v in {**proto.train_overrides, **VARIANTS[name]}.items()]
 
 
+# options that say where and how a run is shown, not what it learns
+_BOOKKEEPING = {"checkpoint_dir", "resume", "stop_after", "wandb_mode", "wandb_project", "wandb_entity", "wandb_name",
+                "wandb_group", "progress", "distributed", "devices", "keep_best"}
+
+
+def _check_saved(run_dir: str, saved: dict, wanted: dict) -> None:
+    """Stop if a run found on disk was trained with other settings than this study asks for
+    (another preset or variant written to the same --out), rather than silently reuse it."""
+    diff = sorted(k for k in wanted if k not in _BOOKKEEPING and saved.get(k) != wanted[k])
+    if diff:
+        shown = ", ".join(f"{k}: saved {saved.get(k)!r}, wanted {wanted[k]!r}" for k in diff[:6])
+        raise SystemExit(f"python -m analysis.reproduce: error: {run_dir} was trained with other settings ({shown}); "
+                         "use another --out or delete that run")
+
+
 def train_variant(proto: Protocol, name: str, seed: int, out_dir: str, wandb_mode: str) -> dict:
     """Train one (variant, seed), or pick it up where an earlier invocation left it, so an
     interrupted study is re-run with the same command: a run whose summary says it reached its
     last update is loaded, not retrained; a run with checkpoints short of that resumes exactly
-    from its newest readable step."""
-    from train.checkpoint import load_params
+    from its newest readable step. Either must have been trained with this study's settings."""
+    from train.checkpoint import load_config, load_params
+    from train.config import parse_args
     from train.loop import run
 
+    argv = train_argv(proto, name, seed, out_dir, wandb_mode)
+    wanted = parse_args(argv)[0].to_dict()
     run_dir = os.path.abspath(os.path.join(out_dir, "runs", f"{name}-seed{seed}"))
     summary_path = os.path.join(run_dir, "summary.json")
     if os.path.exists(summary_path):
         with open(summary_path) as f:
             summary = json.load(f)
         if summary["updates"] >= summary["config"]["total_updates"]:
-            _, params, _ = load_params(run_dir)
+            _check_saved(run_dir, summary["config"], wanted)
+            step, params, _ = load_params(run_dir)
+            if step != summary["updates"]:
+                raise SystemExit(f"python -m analysis.reproduce: error: {run_dir}: the final checkpoint (update "
+                                 f"{summary['updates']}) is unreadable (newest readable: {step}); delete the run to retrain it")
             print(f"[reproduce] {name} seed {seed}: finished earlier, loaded {run_dir}", file=sys.stderr, flush=True)
-            return {**summary, "params": params}
+            return {**summary, "params": params, "run_dir": run_dir}
     if os.path.isdir(run_dir) and any(e.isdigit() for e in os.listdir(run_dir)):
+        _check_saved(run_dir, load_config(run_dir)[1], wanted)
         print(f"[reproduce] {name} seed {seed}: resuming {run_dir}", file=sys.stderr, flush=True)
         return run([f"--resume={run_dir}", "--progress=false", f"--wandb_mode={wandb_mode}"])
     print(f"[reproduce] training {name} seed {seed}", file=sys.stderr, flush=True)
-    return run(train_argv(proto, name, seed, out_dir, wandb_mode))
+    return run(argv)
 
 
 def evaluate_policies(proto: Protocol, trained: dict) -> dict:
@@ -120,54 +143,88 @@ def evaluate_policies(proto: Protocol, trained: dict) -> dict:
     return results
 
 
+def _paired_change(metrics: dict, ref: dict) -> tuple[np.ndarray, str]:
+    """Per-unit relative change in mean response vs the reference policy on the same episodes:
+    per training-seed pair (seed i with seed i) when both have several seeds, else per episode
+    (responses averaged over seeds first). Returns the changes and what the units are."""
+    a, b = np.asarray(metrics["mean_response"], np.float64), np.asarray(ref["mean_response"], np.float64)  # [seeds, episodes]
+    if len(a) > 1 and len(a) == len(b):
+        return a.mean(axis=1) / b.mean(axis=1) - 1.0, "seeds"
+    return a.mean(axis=0) / b.mean(axis=0) - 1.0, "episodes"
+
+
 def summarize(results: dict, proto: Protocol) -> list[dict]:
     """Rows per (policy, N): mean response over training seeds (each the mean of its eval episodes) with a
-    95% CI (over training seeds when there are several, else over episodes), and the change vs no_srr."""
+    95% CI over training seeds when there are several, else over episodes (`ci_over`, `ci_n` say which);
+    and the paired change vs no_srr in % with its 95% CI (`change_over`: seed pairs or episodes)."""
     rows = []
     for name, by_n in results.items():
         for n, metrics in sorted(by_n.items()):
             per_seed = np.array([np.mean(v) for v in metrics["mean_response"]])
-            values = per_seed if len(per_seed) > 1 else np.array(metrics["mean_response"][0])
+            over = "seeds" if len(per_seed) > 1 else "episodes"
+            values = per_seed if over == "seeds" else np.array(metrics["mean_response"][0])
             m, lo, hi = mean_ci(values)
             row = {"policy": name, "servers": n, "train_seeds": len(per_seed), "mean_response": m,
-                   "ci_lo": lo, "ci_hi": hi}
+                   "ci_lo": lo, "ci_hi": hi, "ci_over": over, "ci_n": len(values)}
             for other in ("p95_response", "makespan", "slowdown"):
                 row[other] = float(np.mean([np.mean(v) for v in metrics[other]]))
+            row["change_vs_no_srr_pct"] = row["change_ci_lo"] = row["change_ci_hi"] = row["change_over"] = None
+            ref = results.get("no_srr", {}).get(n)
+            if ref is not None:
+                change, unit = _paired_change(metrics, ref)
+                c, clo, chi = (100.0 * v for v in mean_ci(change))
+                row.update(change_vs_no_srr_pct=c, change_ci_lo=clo, change_ci_hi=chi, change_over=unit)
             rows.append(row)
-    ref = {r["servers"]: r["mean_response"] for r in rows if r["policy"] == "no_srr"}
-    for r in rows:
-        r["change_vs_no_srr_pct"] = 100.0 * (r["mean_response"] / ref[r["servers"]] - 1.0) if r["servers"] in ref else None
     return rows
+
+
+def _ci_note(rows: list[dict], names) -> str:
+    kinds = sorted({(r["ci_over"], r["ci_n"]) for r in rows if r["policy"] in names})
+    return ", ".join(f"over {n} {over}" for over, n in kinds)
 
 
 def report(proto: Protocol, preset: str, rows: list[dict], shift_rows: list[dict], plots: list[str], out_dir: str,
            wall_s: float) -> str:
     ns = list(proto.eval_servers)
-    order = [v for v in VARIANTS] + ["eft", "fate_lite", "round_robin"]
+    heuristics = ["eft", "fate_lite", "round_robin"]
+    order = list(VARIANTS) + heuristics
+    by = {(r["policy"], r["servers"]): r for r in rows}
     lines = [f"# SCALE reproduction ({preset} preset)", "",
              f"Trained at N={proto.train_servers} with the `{proto.train_preset}` training preset, {proto.seeds} seed(s) per "
              f"variant; evaluated greedily on {proto.eval_seeds} held-out episodes per N (workload seed "
-             f"{EVAL_WORKLOAD_SEED}, rho held). Wall time {wall_s / 60:.1f} min.", "",
-             "## Mean response time (s), 95% CI, and change vs no-SRR", "",
+             f"{EVAL_WORKLOAD_SEED}, rho held). Wall time of this invocation {wall_s / 60:.1f} min (runs loaded from "
+             "an earlier invocation are not counted).", "",
+             "## Mean response time (s) and 95% CI", "",
+             f"CIs of the trained variants: {_ci_note(rows, VARIANTS)}; of the heuristics: {_ci_note(rows, heuristics)} "
+             "(the same episodes for every policy).", "",
              "| policy | " + " | ".join(f"N={n}" for n in ns) + " |", "|---|" + "---|" * len(ns)]
-    by = {(r["policy"], r["servers"]): r for r in rows}
     for name in order:
+        cells = [f"{r['mean_response']:.1f} [{r['ci_lo']:.1f}, {r['ci_hi']:.1f}]" if (r := by.get((name, n))) else ""
+                 for n in ns]
+        lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
+    lines += ["", "## Change in mean response vs `no_srr` (%), paired, 95% CI", "",
+              "Negative is better. Trained variants: seed i against `no_srr` seed i when there are several seeds, "
+              "else per episode; heuristics: per episode against the seed-averaged `no_srr`.", "",
+              "| policy | " + " | ".join(f"N={n}" for n in ns) + " |", "|---|" + "---|" * len(ns)]
+    for name in order:
+        if name == "no_srr":
+            continue
         cells = []
         for n in ns:
             r = by.get((name, n))
-            if r is None:
-                cells.append("")
-                continue
-            ch = "" if r["change_vs_no_srr_pct"] is None or name == "no_srr" else f" ({r['change_vs_no_srr_pct']:+.1f}%)"
-            cells.append(f"{r['mean_response']:.1f} [{r['ci_lo']:.1f}, {r['ci_hi']:.1f}]{ch}")
+            ok = r is not None and r["change_vs_no_srr_pct"] is not None
+            cells.append(f"{r['change_vs_no_srr_pct']:+.1f} [{r['change_ci_lo']:+.1f}, {r['change_ci_hi']:+.1f}]" if ok else "")
         lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
     lines += ["", "## Attention-feature shift (first training seed of each variant)", "",
-              "| variant | N | KL to N(0,I) | off-diag corr | eff. rank | MMD² | p | Fréchet | attn entropy / log N |",
-              "|---|---|---|---|---|---|---|---|---|"]
+              "Distances are to an independent sample at the training N, so its row is the noise floor; every N is "
+              "subsampled to the same number of decisions; the MMD p-value permutes whole episodes.", "",
+              "| variant | N | KL to N(0,I) | off-diag corr | eff. rank | MMD² | p | Fréchet | Fréchet (std.) | "
+              "attn entropy / log k |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in shift_rows:
         lines.append(f"| `{r['checkpoint']}` | {r['servers']} | {r['gaussian_kl']:.3g} | {r['offdiag_correlation']:.3f} | "
                      f"{r['effective_rank']:.2f} | {r['mmd2']:.3g} | {r['mmd_p_value']:.3f} | {r['frechet']:.3g} | "
-                     f"{r['attention_entropy_over_log_n']:.3f} |")
+                     f"{r['frechet_standardized']:.3g} | {r['attention_entropy_over_log_n']:.3f} |")
     lines += ["", "Plots (one line per variant):", ""]
     lines += [f"![{os.path.basename(p)}](shift/{os.path.basename(p)})" for p in plots]
     lines += ["", "## Config", "", "```json", json.dumps({"preset": preset, **asdict(proto), "variants": VARIANTS}, indent=1,
@@ -201,16 +258,17 @@ def main(argv=None):
     atomic_write_json(os.path.join(out_dir, "results.json"), rows)
     atomic_write_text(os.path.join(out_dir, "results.csv"), rows_to_csv(rows))
     print("[reproduce] shift analysis", file=sys.stderr, flush=True)
-    from analysis.shift import load_checkpoint
+    from analysis.shift import load_checkpoint, write_moments
 
-    shift_rows = []
+    shift_rows, moments = [], {}
     for name, runs in trained.items():
-        _, net, params, train_n = load_checkpoint(f"{name}={runs[0]['run_dir']}")
+        _, net, params, train_n, base = load_checkpoint(f"{name}={runs[0]['run_dir']}")
         shift_rows += analyze(name, net, params, train_n, proto.shift_servers, proto.shift_seeds, proto.decisions,
-                              EnvConfig(workload_seed=EVAL_WORKLOAD_SEED), proto.permutations)
+                              base, proto.permutations, moments)
     shift_dir = os.path.join(out_dir, "shift")
     atomic_write_json(os.path.join(shift_dir, "shift.json"), shift_rows)
     atomic_write_text(os.path.join(shift_dir, "shift.csv"), rows_to_csv(shift_rows))
+    write_moments(moments, os.path.join(shift_dir, "moments.npz"))
     plots = plot(shift_rows, shift_dir)
     text = report(proto, a.preset, rows, shift_rows, plots, out_dir, time.perf_counter() - t0)
     print(text)

@@ -7,8 +7,12 @@ For each checkpoint (a `train.ppo` run directory; `NAME=DIR` names it) and each
 N, it collects h, the attention weights and the pointer logits over held-out
 episodes (`analysis.collect`), computes the statistics of `analysis.stats`,
 and the distances (MMD with a permutation p-value, Fréchet) to the features at
-the checkpoint's training N. Writes `shift.json`, `shift.csv` and one plot per
-statistic against N (one line per checkpoint), atomically.
+the checkpoint's training N (a second, independent sample there, so that N's
+row is the noise floor). The environment is the checkpoint's (its rho and
+workflows per server) with the held-out workload. Writes `shift.json`,
+`shift.csv`, `moments.npz` (per-dimension mean and variance of h per
+checkpoint and N, keys `NAME/N/mean|variance`) and one plot per statistic
+against N (one line per checkpoint), atomically.
 """
 
 from __future__ import annotations
@@ -18,47 +22,79 @@ import io
 import os
 import sys
 
+import numpy as np
+
 from analysis import stats as S
 from envs import EnvConfig
 from envs.files import atomic_write_bytes, atomic_write_json, atomic_write_text
 from train.evaluate import EVAL_WORKLOAD_SEED, parse_servers, rows_to_csv
 
 STATISTICS = ("mean_abs_mean", "mean_variance", "mean_norm", "gaussian_kl", "offdiag_correlation", "effective_rank",
-              "mmd2", "mmd_p_value", "frechet", "attention_entropy_over_log_n", "attention_max",
+              "mmd2", "mmd_p_value", "frechet", "frechet_standardized", "attention_entropy_over_log_n", "attention_max",
               "policy_entropy_over_log_n", "policy_max_prob")
 
 
 def load_checkpoint(spec: str):
-    """`DIR` or `NAME=DIR` -> (name, net, params, training N)."""
+    """`DIR` or `NAME=DIR` -> (name, net, params, training N, the environment it was trained on
+    with the held-out workload). A spec that is an existing folder is a path even if it has '='."""
     from jaxsched.policy import SchedulerNet
     from train.checkpoint import load_params
     from train.config import PPOConfig
     from train.ppo import policy_config
 
-    name, _, path = spec.rpartition("=") if "=" in spec else ("", "", spec)
+    name, path = ("", spec) if os.path.isdir(spec) or "=" not in spec else spec.split("=", 1)
     name = name or os.path.basename(os.path.normpath(path))
     _, params, saved = load_params(path)
     config = PPOConfig.from_dict(saved)
-    return name, SchedulerNet(policy_config(config)), params, int(config.train_servers[0])
+    base = EnvConfig(rho=config.rho, workflows_per_server=config.workflows_per_server, workload_seed=EVAL_WORKLOAD_SEED)
+    return name, SchedulerNet(policy_config(config)), params, int(config.train_servers[0]), base
+
+
+def _subsample(rec: dict, n: int, seed: int = 0) -> dict:
+    if len(rec["h"]) <= n:
+        return rec
+    keep = np.sort(np.random.default_rng(seed).choice(len(rec["h"]), n, replace=False))
+    return {k: v[keep] for k, v in rec.items()}
 
 
 def analyze(name, net, params, train_n: int, sizes, seeds: int, decisions: int, base: EnvConfig,
-            permutations: int = 200) -> list[dict]:
+            permutations: int = 200, moments_out: dict | None = None) -> list[dict]:
+    """One row of statistics per N (the training N included).
+
+    Distances are to a reference sample at the training N drawn from `seeds` other episodes, so the
+    row at the training N is the noise floor, not a sample compared with itself. Every N (and the
+    reference) is subsampled to the same number of decisions, as correlation, effective rank, KL and
+    Fréchet carry a bias that depends on it; the MMD bandwidth is the reference's median distance,
+    one kernel for all N. `moments_out` gets the per-dimension mean and variance per N."""
     from analysis.collect import collect
 
     sizes = sorted(set(sizes) | {train_n})
     samples = collect(net, params, sizes, seeds=seeds, decisions=decisions, base=base)
-    ref = samples[train_n]["h"]
+    ref = collect(net, params, [train_n], seeds=seeds, decisions=decisions, base=base, first_seed=seeds)[train_n]
+    common = min(len(r["h"]) for r in [ref, *samples.values()])
+    ref = _subsample(ref, common)
+    bandwidth = S.median_bandwidth(ref["h"])
     rows = []
     for n in sizes:
-        s = samples[n]
-        row = {"checkpoint": name, "servers": n, "train_servers": train_n, "samples": int(len(s["h"]))}
+        s = _subsample(samples[n], common)
+        row = {"checkpoint": name, "servers": n, "train_servers": train_n, "samples": int(len(s["h"])),
+               "episodes": int(len(np.unique(s["episode"])))}
         row.update(S.feature_stats(s["h"]))
-        row.update(S.shift_stats(s["h"], ref, permutations=permutations))
-        row.update(S.attention_stats(s["attention"], s["n_active"]))
-        row.update(S.pointer_stats(s["logits"], s["n_active"]))
+        row.update(S.shift_stats(s["h"], ref["h"], permutations=permutations, bandwidth=bandwidth,
+                                 groups=s["episode"], reference_groups=ref["episode"]))
+        row.update(S.attention_stats(s["attention"], s["n_allowed"]))
+        row.update(S.pointer_stats(s["logits"], s["n_allowed"]))
         rows.append(row)
+        if moments_out is not None:
+            mu, cov = S.moments(s["h"])
+            moments_out[f"{name}/{n}/mean"], moments_out[f"{name}/{n}/variance"] = mu, np.diag(cov)
     return rows
+
+
+def write_moments(moments: dict, path: str) -> None:
+    buf = io.BytesIO()
+    np.savez(buf, **moments)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def plot(rows: list[dict], out_dir: str) -> list[str]:
@@ -93,12 +129,15 @@ def plot(rows: list[dict], out_dir: str) -> list[str]:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m analysis.shift", description=__doc__.splitlines()[0])
-    ap.add_argument("--checkpoint", action="append", required=True, metavar="[NAME=]DIR", help="repeat for several")
-    ap.add_argument("--servers", default="8,16,24,32,48,64,96,128")
-    ap.add_argument("--seeds", type=int, default=8)
-    ap.add_argument("--decisions", type=int, default=256, help="decisions collected per episode")
-    ap.add_argument("--permutations", type=int, default=200)
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--checkpoint", action="append", required=True, metavar="[NAME=]DIR",
+                    help="a train.ppo run directory (its newest step); repeat for several")
+    ap.add_argument("--servers", default="8,16,24,32,48,64,96,128",
+                    help="cluster sizes, comma-separated; the training N is always added (default: %(default)s)")
+    ap.add_argument("--seeds", type=int, default=8, help="held-out episodes per N (default: %(default)s)")
+    ap.add_argument("--decisions", type=int, default=256,
+                    help="decisions recorded per episode, evenly spaced over it (default: %(default)s)")
+    ap.add_argument("--permutations", type=int, default=200, help="for the MMD p-value (default: %(default)s)")
+    ap.add_argument("--out", required=True, help="output folder")
     a = ap.parse_args(argv)
     from train.checkpoint import CheckpointError
 
@@ -109,20 +148,20 @@ def main(argv=None):
         loaded = [load_checkpoint(spec) for spec in a.checkpoint]
     except (ValueError, CheckpointError) as e:
         ap.error(str(e))
-    base = EnvConfig(workload_seed=EVAL_WORKLOAD_SEED)
-    rows = []
-    for name, net, params, train_n in loaded:
+    rows, moments = [], {}
+    for name, net, params, train_n, base in loaded:
         print(f"{name}: collecting at N={sizes} (trained at {train_n})", file=sys.stderr)
-        rows += analyze(name, net, params, train_n, sizes, a.seeds, a.decisions, base, a.permutations)
+        rows += analyze(name, net, params, train_n, sizes, a.seeds, a.decisions, base, a.permutations, moments)
     atomic_write_json(os.path.join(a.out, "shift.json"), rows)
     atomic_write_text(os.path.join(a.out, "shift.csv"), rows_to_csv(rows))
+    write_moments(moments, os.path.join(a.out, "moments.npz"))
     plots = plot(rows, a.out)
     cols = ("checkpoint", "servers", "gaussian_kl", "offdiag_correlation", "effective_rank", "mmd2", "mmd_p_value", "frechet",
-            "attention_entropy_over_log_n")
+            "frechet_standardized", "attention_entropy_over_log_n")
     print("".join(f"{c[:14]:>15}" for c in cols))
     for r in rows:
         print("".join(f"{r[c]:>15.4g}" if isinstance(r[c], float) else f"{r[c]!s:>15}" for c in cols))
-    print(f"wrote {os.path.join(a.out, 'shift.json')}, shift.csv and {len(plots)} plots", file=sys.stderr)
+    print(f"wrote {os.path.join(a.out, 'shift.json')}, shift.csv, moments.npz and {len(plots)} plots", file=sys.stderr)
     return rows
 
 

@@ -127,7 +127,7 @@ PRESETS: dict[str, dict] = {
     "cpu-quick": dict(total_updates=4, updates_per_chunk=2, num_envs=8, num_steps=16, num_minibatches=2, update_epochs=2,
                       train_servers=(4,), eval_servers=(4, 6), eval_seeds=2, eval_every=1, embed_dim=16, num_heads=2,
                       hidden=32, gnn_layers=1, best_metric="eval/4/norm_mean_response"),
-    # the default: about 15 minutes on a 2-core CPU
+    # the default: about 10 minutes on a 2-core CPU
     "cpu": dict(),
     # one GPU: thousands of envs
     "gpu": dict(total_updates=2000, updates_per_chunk=20, num_envs=1024, num_steps=128, num_minibatches=8, reset_ratio=16,

@@ -114,9 +114,10 @@ def eval_config(n_servers: int, base: EnvConfig | None = None) -> EnvConfig:
     return base.replace(n_servers=int(n_servers), max_servers=None, window=None, max_workflows=None)
 
 
-def episode_keys(seeds: int) -> jax.Array:
-    """Seed i -> the key of its episode (reset) and of the policy's own randomness."""
-    return jnp.stack([jax.random.PRNGKey(i) for i in range(seeds)])
+def episode_keys(seeds: int, first: int = 0) -> jax.Array:
+    """Seed i -> the key of its episode (reset) and of the policy's own randomness, for
+    i in first .. first+seeds-1 (a later `first` gives a disjoint, independent set)."""
+    return jnp.stack([jax.random.PRNGKey(i) for i in range(first, first + seeds)])
 
 
 def _split(key):

@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -17,7 +19,8 @@
 # Reads the `shift.json` written by `python -m analysis.shift` (or by
 # `python -m analysis.reproduce`, under `<out>/shift/`) and plots every
 # statistic against N, one line per checkpoint. Set `JAXSCHED_SHIFT` to the
-# file (default: the tiny reproduction's output).
+# file (default: the committed `cpu` reproduction's, `docs/results/reproduce-cpu`);
+# a relative path is taken from the repository root, wherever the notebook runs.
 
 # %%
 import json
@@ -26,7 +29,10 @@ import os
 import matplotlib.pyplot as plt
 import numpy as np
 
-path = os.environ.get("JAXSCHED_SHIFT", "results/reproduce-tiny/shift/shift.json")
+root = os.path.abspath(os.getcwd())
+while not os.path.exists(os.path.join(root, "pyproject.toml")) and os.path.dirname(root) != root:
+    root = os.path.dirname(root)
+path = os.path.join(root, os.environ.get("JAXSCHED_SHIFT", "docs/results/reproduce-cpu/shift/shift.json"))
 rows = json.load(open(path))
 checkpoints = list(dict.fromkeys(r["checkpoint"] for r in rows))
 print(f"{len(rows)} rows, checkpoints: {checkpoints}")
@@ -34,12 +40,14 @@ print(f"{len(rows)} rows, checkpoints: {checkpoints}")
 # %% [markdown]
 # Distribution statistics of h (KL of its Gaussian fit to N(0, I), correlation
 # between dimensions, effective rank) and distances to the features at the
-# training N (MMD², Fréchet). A size-agnostic representation would keep all of
-# them flat in N.
+# training N (MMD², Fréchet raw and in units of the training-N spread). The row
+# at the training N compares two independent samples there: the noise floor. A
+# size-agnostic representation would keep all of them flat in N.
 
 # %%
-stats = ["gaussian_kl", "offdiag_correlation", "effective_rank", "mmd2", "frechet", "attention_entropy_over_log_n"]
-fig, axes = plt.subplots(2, 3, figsize=(12, 6.5))
+stats = ["gaussian_kl", "offdiag_correlation", "effective_rank", "mmd2", "frechet", "frechet_standardized",
+         "attention_entropy_over_log_n", "policy_entropy_over_log_n"]
+fig, axes = plt.subplots(2, 4, figsize=(15, 6.5))
 for ax, stat in zip(axes.flat, stats):
     for name in checkpoints:
         rs = sorted((r for r in rows if r["checkpoint"] == name), key=lambda r: r["servers"])
@@ -54,8 +62,8 @@ axes.flat[0].legend(fontsize=8)
 fig.tight_layout()
 
 # %% [markdown]
-# The MMD permutation p-values: below 0.05 means the features at that N are
-# distinguishable from those at the training N.
+# The MMD permutation p-values (whole episodes permuted): below 0.05 means the
+# features at that N are distinguishable from those at the training N.
 
 # %%
 for name in checkpoints:

@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -17,7 +19,7 @@
 # Reads the rows written by `python -m train.evaluate --out DIR` (`results.json`)
 # or by `python -m analysis.reproduce` (`results.json` in its output directory)
 # and compares policies across N. Set `JAXSCHED_RESULTS` to the file (default:
-# the committed baseline table).
+# the committed baseline table); a relative path is taken from the repository root.
 
 # %%
 import json
@@ -25,7 +27,10 @@ import os
 
 import matplotlib.pyplot as plt
 
-path = os.environ.get("JAXSCHED_RESULTS", "docs/results/evaluate/results.json")
+root = os.path.abspath(os.getcwd())
+while not os.path.exists(os.path.join(root, "pyproject.toml")) and os.path.dirname(root) != root:
+    root = os.path.dirname(root)
+path = os.path.join(root, os.environ.get("JAXSCHED_RESULTS", "docs/results/evaluate/results.json"))
 rows = json.load(open(path))
 policies = list(dict.fromkeys(r["policy"] for r in rows))
 sizes = sorted({r["servers"] for r in rows})
