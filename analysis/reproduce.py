@@ -257,6 +257,8 @@ def main(argv=None):
     rows = summarize(results, proto)
     atomic_write_json(os.path.join(out_dir, "results.json"), rows)
     atomic_write_text(os.path.join(out_dir, "results.csv"), rows_to_csv(rows))
+    # every episode of every training seed: policy -> N -> metric -> [seeds][episodes]
+    atomic_write_json(os.path.join(out_dir, "per_seed.json"), {p: {str(n): v for n, v in by_n.items()} for p, by_n in results.items()})
     print("[reproduce] shift analysis", file=sys.stderr, flush=True)
     from analysis.shift import load_checkpoint, write_moments
 

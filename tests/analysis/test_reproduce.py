@@ -39,6 +39,11 @@ def test_report_has_every_variant_and_heuristic_at_every_size(tiny):
         assert all(r["episodes"] == proto.shift_seeds for r in rs)
         assert all(r["frechet"] > 0 for r in rs)  # an independent reference sample, never the same one
     assert "## Change in mean response vs `no_srr`" in text and "over 2 episodes" in text
+    per_seed = json.load(open(out / "per_seed.json"))
+    no_srr = per_seed["no_srr"][str(proto.train_servers)]["mean_response"]
+    assert len(no_srr) == proto.seeds and len(no_srr[0]) == proto.eval_seeds
+    assert np.mean(no_srr) == pytest.approx(next(r["mean_response"] for r in rows if r["policy"] == "no_srr"
+                                                 and r["servers"] == proto.train_servers))
     for stat in shift.STATISTICS:
         assert (out / "shift" / f"{stat}.png").exists()
         assert f"shift/{stat}.png" in text
@@ -126,6 +131,7 @@ def test_shift_cli_on_two_checkpoints_and_bad_input(tiny, tmp_path, capsys):
     ("feature_shift.py", "JAXSCHED_SHIFT", "shift/shift.json"),
     ("policy_comparison.py", "JAXSCHED_RESULTS", "results.json"),
     ("policy_comparison.py", "JAXSCHED_RESULTS", None),  # the committed baseline table
+    ("feature_shift.py", "JAXSCHED_SHIFT", None),  # the committed cpu reproduction
 ])
 def test_notebooks_run(tiny, notebook, env_var, target, monkeypatch):
     jupytext = pytest.importorskip("jupytext")
