@@ -20,7 +20,7 @@
 # `python -m analysis.reproduce`, under `<out>/shift/`) and plots every
 # statistic against N, one line per checkpoint. Set `JAXSCHED_SHIFT` to the
 # file (default: the committed `cpu` reproduction's, `docs/results/reproduce-cpu`);
-# a relative path is taken from the repository root, wherever the notebook runs.
+# a relative path is taken from the repository root (`analysis.paths.repo_path`).
 
 # %%
 import json
@@ -29,10 +29,9 @@ import os
 import matplotlib.pyplot as plt
 import numpy as np
 
-root = os.path.abspath(os.getcwd())
-while not os.path.exists(os.path.join(root, "pyproject.toml")) and os.path.dirname(root) != root:
-    root = os.path.dirname(root)
-path = os.path.join(root, os.environ.get("JAXSCHED_SHIFT", "docs/results/reproduce-cpu/shift/shift.json"))
+from analysis.paths import repo_path
+
+path = repo_path(os.environ.get("JAXSCHED_SHIFT", "docs/results/reproduce-cpu/shift/shift.json"))
 rows = json.load(open(path))
 checkpoints = list(dict.fromkeys(r["checkpoint"] for r in rows))
 print(f"{len(rows)} rows, checkpoints: {checkpoints}")

@@ -27,10 +27,9 @@ import os
 
 import matplotlib.pyplot as plt
 
-root = os.path.abspath(os.getcwd())
-while not os.path.exists(os.path.join(root, "pyproject.toml")) and os.path.dirname(root) != root:
-    root = os.path.dirname(root)
-path = os.path.join(root, os.environ.get("JAXSCHED_RESULTS", "docs/results/evaluate/results.json"))
+from analysis.paths import repo_path
+
+path = repo_path(os.environ.get("JAXSCHED_RESULTS", "docs/results/evaluate/results.json"))
 rows = json.load(open(path))
 policies = list(dict.fromkeys(r["policy"] for r in rows))
 sizes = sorted({r["servers"] for r in rows})
