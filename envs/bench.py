@@ -79,7 +79,8 @@ def bench_reference(config: EnvConfig, min_decisions: int, seed: int = 0) -> dic
         inst = materialize(jax.random.PRNGKey(seed + episode), config, params, bank)
         episode += 1
         t0 = time.perf_counter()
-        sim = ReferenceSim(inst, max_servers=params.max_servers, max_tasks=params.max_tasks)
+        sim = ReferenceSim(inst, max_servers=params.max_servers, max_tasks=params.max_tasks,
+                           max_edges=params.bank.edges.shape[1])
         obs = sim.reset()
         done = False
         while not done:

@@ -31,7 +31,10 @@ class EnvConfig:
     gpus: tuple[catalog.GpuSpec, ...] = catalog.DEFAULT_GPUS
     models: tuple[catalog.ModelSpec, ...] = catalog.DEFAULT_MODELS
     role_models: tuple[tuple[str, str], ...] = DEFAULT_ROLE_MODELS
-    max_tasks: int = 16
+    max_tasks: int = 16  # the largest workflow allowed
+    # static task slots of every array (default: the workload's largest possible workflow, which
+    # is below max_tasks for the default templates: 12), so no work is spent on slots no workflow fills
+    task_slots: int | None = None
     window: int | None = None  # workflow slots (default: max(8, 2 * max_servers))
     workflows_per_server: float = 4.0  # episode length E = round(this * n_servers)
     n_workflows: int | None = None  # or set E directly
@@ -50,6 +53,7 @@ class EnvConfig:
     queue_cap: int = 8
     reward_scale: float = 100.0
     arrival_chunk: int = 8
+    max_edges: int | None = None  # edge capacity of the DAG view (default: the bank's most edges, rounded up to 16s)
     bank: Bank | None = field(default=None, compare=False, hash=False)  # workflows from files
 
     def replace(self, **kw) -> EnvConfig:
@@ -59,6 +63,28 @@ class EnvConfig:
     @property
     def padded_servers(self) -> int:
         return self.max_servers if self.max_servers is not None else self.n_servers
+
+    @property
+    def padded_tasks(self) -> int:
+        """T: the task axis of the bank, the state and the observation."""
+        if self.task_slots is not None:
+            return self.task_slots
+        if self.bank is not None:
+            return self.bank.largest
+        return max(t.max_tasks for t, w in zip(tpl.TEMPLATES, self.template_weights) if w > 0)
+
+    def edge_capacity(self, n_edges: np.ndarray) -> int:
+        """E: the DAG view's edge slots: `max_edges`, else the most edges a workflow of this workload
+        can have (the templates' bound, or the loaded bank's most), rounded up to a multiple of 8.
+        Independent of the bank's seed, so training and held-out banks share one compiled shape."""
+        most = int(n_edges.max(initial=0))
+        if self.max_edges is not None:
+            if self.max_edges < most:
+                raise ValueError(f"max_edges: {self.max_edges} is below the {most} edges of the largest workflow")
+            return int(self.max_edges)
+        if self.bank is None:
+            most = max(t.max_edges for t, w in zip(tpl.TEMPLATES, self.template_weights) if w > 0)
+        return max(8, -(-most // 8) * 8)
 
     @property
     def episode_workflows(self) -> int:
@@ -121,6 +147,16 @@ class EnvConfig:
         need(self.queue_cap >= 1, "queue_cap", f"must be >= 1, got {self.queue_cap}")
         need(self.reward_scale > 0, "reward_scale", f"must be > 0, got {self.reward_scale}")
         need(self.arrival_chunk >= 1, "arrival_chunk", f"must be >= 1, got {self.arrival_chunk}")
+        need(self.task_slots is None or (isinstance(self.task_slots, numbers.Integral) and self.task_slots >= 1),
+             "task_slots", f"must be an integer >= 1, got {self.task_slots!r}")
+        if self.task_slots is not None:
+            need(self.task_slots >= (self.bank.largest if self.bank is not None else 1), "task_slots",
+                 f"{self.task_slots} is below the loaded workflows' {self.bank.largest if self.bank else 0} tasks")
+            if self.bank is None:
+                need(all(self.task_slots >= t.max_tasks for t, w in zip(tpl.TEMPLATES, self.template_weights) if w > 0),
+                     "task_slots", f"{self.task_slots} is below a template's largest workflow")
+        need(self.max_edges is None or (isinstance(self.max_edges, numbers.Integral) and self.max_edges >= 1),
+             "max_edges", f"must be an integer >= 1, got {self.max_edges!r}")
         for i, g in enumerate(self.gpus):
             for f in ("mem_gb", "prefill_tps_8b", "decode_tps_8b", "load_gbps"):
                 need(getattr(g, f) > 0, f"gpus[{i}].{f}", f"must be > 0, got {getattr(g, f)}")
@@ -143,8 +179,8 @@ class EnvConfig:
                     need(self.max_tasks >= t.max_tasks, "max_tasks",
                          f"{self.max_tasks} is below template {t.name!r}, which has up to {t.max_tasks} tasks")
         else:
-            need(self.bank.max_tasks <= self.max_tasks, "max_tasks",
-                 f"{self.max_tasks} is below the loaded workflows' {self.bank.max_tasks} tasks")
+            need(self.bank.largest <= self.max_tasks, "max_tasks",
+                 f"{self.max_tasks} is below the loaded workflows' {self.bank.largest} tasks")
         if self.gpu_types is not None:
             need(len(self.gpu_types) == self.n_servers, "gpu_types", f"lists {len(self.gpu_types)} GPUs for n_servers={self.n_servers}")
             for i, g in enumerate(self.gpu_types):
@@ -177,7 +213,7 @@ class EnvConfig:
         if self.bank is not None:
             return self.bank
         roles = {r: self.model_index(n, "role_models") for r, n in self.role_models}
-        return generate_bank(self.bank_size, self.max_tasks, self.template_weights, self.apps_per_template,
+        return generate_bank(self.bank_size, self.padded_tasks, self.template_weights, self.apps_per_template,
                              roles, self.output_sigma, self.workload_seed)
 
 
@@ -214,6 +250,22 @@ def derive_bank_arrays(bank: Bank, config: EnvConfig) -> dict[str, np.ndarray]:
                 root_task=root_delay.argmin(axis=1).astype(np.int32))
 
 
+def edge_lists(parents: np.ndarray, t: int) -> tuple[np.ndarray, np.ndarray]:
+    """Bitmask parents [B, T] -> (edges [B, E_real_max, 2] (parent, child) in (parent, child) order,
+    padded with (t, t); n_edges [B])."""
+    b = parents.shape[0]
+    par = ((parents[:, :, None] >> np.arange(t, dtype=np.uint32)[None, None, :]) & 1).astype(bool)  # [B,c,p]
+    n_edges = par.sum(axis=(1, 2)).astype(np.int32)
+    cap = max(int(n_edges.max(initial=0)), 1)
+    edges = np.full((b, cap, 2), t, np.int32)
+    for i in range(b):
+        c, p = np.nonzero(par[i])
+        order = np.lexsort((c, p))  # by parent, then child
+        edges[i, : len(order), 0] = p[order]
+        edges[i, : len(order), 1] = c[order]
+    return edges, n_edges
+
+
 def work_per_workflow(bank: Bank, config: EnvConfig) -> np.ndarray:
     """Mean busy seconds one workflow needs on each GPU type, cold: every prefix
     prefilled, every parent remote, no model load. Sets the arrival rate."""
@@ -235,9 +287,13 @@ def make_params(config: EnvConfig | None = None) -> EnvParams:
     config = config or EnvConfig()
     config.validate()
     bank = config.make_bank()
-    if bank.max_tasks < config.max_tasks:  # pad loaded workflows to max_tasks
-        bank = _pad_bank(bank, config.max_tasks)
+    t = config.padded_tasks
+    if bank.max_tasks != t:  # loaded workflows: pad (or trim empty columns) to T
+        bank = _fit_bank(bank, t)
     derived = derive_bank_arrays(bank, config)
+    edges, n_edges = edge_lists(bank.parents, t)
+    cap = config.edge_capacity(n_edges)
+    edges = np.concatenate([edges, np.full((edges.shape[0], cap - edges.shape[1], 2), t, np.int32)], axis=1)
     fit = config.fits_table()
     used = config.used_models()
     g_w = np.asarray(config.gpu_weights, np.float32)
@@ -249,7 +305,7 @@ def make_params(config: EnvConfig | None = None) -> EnvParams:
     f32 = lambda x: jnp.asarray(np.asarray(x, np.float32))  # noqa: E731
     e = config.workflow_bound
     return EnvParams(
-        max_servers=config.padded_servers, max_tasks=config.max_tasks, window=config.window_capacity,
+        max_servers=config.padded_servers, max_tasks=t, window=config.window_capacity,
         max_workflows=e, n_gpu_types=len(config.gpus), n_models=len(config.models),
         n_apps=len(bank.app_names), cache_slots=config.prefix_cache_slots, queue_cap=config.queue_cap,
         top_k=int(np.floor(0.05 * e)) + 2, arrival_chunk=config.arrival_chunk,
@@ -271,18 +327,19 @@ def make_params(config: EnvConfig | None = None) -> EnvParams:
             parents=jnp.asarray(bank.parents), n_children=jnp.asarray(derived["n_children"]),
             depth=jnp.asarray(derived["depth"]), path_remaining=f32(derived["path_remaining"]),
             lower_bound=f32(derived["lower_bound"]), root_delay=f32(derived["root_delay"]),
-            root_task=jnp.asarray(derived["root_task"]),
+            root_task=jnp.asarray(derived["root_task"]), edges=jnp.asarray(edges), n_edges=jnp.asarray(n_edges),
         )),
         net_latency_s=f32(config.net_latency_s), task_overhead_s=f32(config.task_overhead_s),
         mem_headroom=f32(config.mem_headroom), reward_scale=f32(config.reward_scale),
     )
 
 
-def _pad_bank(bank: Bank, t: int) -> Bank:
+def _fit_bank(bank: Bank, t: int) -> Bank:
+    """The bank with its task axis padded with empty columns, or cut to, `t` (>= its largest workflow)."""
     pad = t - bank.max_tasks
 
     def p(a):
-        return np.pad(a, ((0, 0), (0, pad)))
+        return np.pad(a, ((0, 0), (0, pad))) if pad > 0 else a[:, :t]
 
     return dataclasses.replace(bank, model=p(bank.model), input_tokens=p(bank.input_tokens),
                                expected_output=p(bank.expected_output), output=p(bank.output),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from envs.observation import observe
@@ -19,8 +20,8 @@ from envs.residency import lru_evictions
 from envs.sizes import active_slots, episode_workflows
 from envs.types import Decision, EnvParams, EnvState
 
-INF = jnp.float32(jnp.inf)
-BIG_INT = jnp.int32(2**30)
+INF = np.float32(np.inf)  # NumPy scalars: importing envs must not start a JAX backend
+BIG_INT = np.int32(2**30)
 
 
 def bit(i):
@@ -353,7 +354,8 @@ def step(key, state: EnvState, action, params: EnvParams):
         prefix_s=jnp.where(hit, 0.0, prefix) / pre, remote_s=remote_tok / pre, prefill_s=row.input_tokens[c] / pre,
         decode_s=row.output[c] / dec, invalid_action=~ok & live,
     )
-    info = {"decision": decision, "invalid_action": ~ok & live, **episode_metrics(st, params)}
+    info = {"decision": decision, "invalid_action": ~ok & live, "elapsed_s": jnp.where(live, t1 - state.clock, 0.0),
+            **episode_metrics(st, params)}
     return observe(st, params), st, reward, st.done, info
 
 

@@ -122,7 +122,8 @@ def observe(state: EnvState, params: EnvParams) -> Observation:
         row.path_remaining,
     ] + [(row.model == i).astype(jnp.float32) for i in range(m)]
     nodes = jnp.stack([col * vf for col in node_cols], axis=0).T
-    dag = DagView(nodes=nodes, adjacency=adjacency, node_mask=valid, current=c)
+    dag = DagView(nodes=nodes, senders=row.edges[:, 0], receivers=row.edges[:, 1], n_edges=row.n_edges,
+                  node_mask=valid, current=c)
 
     # --- globals ---
     queued = jnp.maximum(state.n_arrived - state.next_admit, 0)

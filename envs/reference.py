@@ -30,7 +30,9 @@ class RefObservation:
     task: np.ndarray  # float32 [len(TASK_FEATURES) + n_models]
     servers: np.ndarray  # float32 [max_servers, len(SERVER_FEATURES) + n_gpu_types]
     nodes: np.ndarray  # float32 [max_tasks, len(NODE_FEATURES) + n_models]
-    adjacency: np.ndarray  # bool [max_tasks, max_tasks], [p, c] when p is a parent of c
+    senders: np.ndarray  # int32 [max_edges]: edge k runs senders[k] -> receivers[k], (parent, child) order
+    receivers: np.ndarray  # int32 [max_edges]; padding edges are (max_tasks, max_tasks)
+    n_edges: int
     node_mask: np.ndarray  # bool [max_tasks]
     current: int  # task index in its workflow
     action_mask: np.ndarray  # bool [max_servers]
@@ -39,10 +41,18 @@ class RefObservation:
     def as_observation(self):
         """The same arrays as the JAX env's `Observation` pytree (NumPy leaves), so jittable
         policies can act on the reference simulator."""
-        dag = DagView(nodes=self.nodes, adjacency=self.adjacency, node_mask=self.node_mask,
-                      current=np.int32(self.current))
+        dag = DagView(nodes=self.nodes, senders=self.senders, receivers=self.receivers,
+                      n_edges=np.int32(self.n_edges), node_mask=self.node_mask, current=np.int32(self.current))
         return Observation(task=self.task, servers=self.servers, dag=dag, action_mask=self.action_mask,
                            globals=self.globals)
+
+    @property
+    def adjacency(self) -> np.ndarray:
+        """bool [max_tasks, max_tasks], [p, c] when p is a parent of c."""
+        t = self.nodes.shape[0]
+        a = np.zeros((t + 1, t + 1), bool)
+        a[self.senders, self.receivers] = True
+        return a[:t, :t]
 
 
 @dataclass
@@ -85,7 +95,8 @@ class _Workflow:
 class ReferenceSim:
     """Event-driven simulator of one `Instance`; see docs/environment.md for every rule."""
 
-    def __init__(self, inst: Instance, max_servers: int | None = None, max_tasks: int = 16):
+    def __init__(self, inst: Instance, max_servers: int | None = None, max_tasks: int = 16,
+                 max_edges: int | None = None):
         self.inst = inst
         self.n_servers = inst.n_servers
         self.max_servers = self.n_servers if max_servers is None else int(max_servers)
@@ -102,6 +113,11 @@ class ReferenceSim:
             for c, ps in enumerate(w.parents):
                 if any(not 0 <= p < c for p in ps):
                     raise ValueError(f"workflow {i} task {c}: parents must precede the task ({ps})")
+        most = max((sum(len(ps) for ps in w.parents) for w in inst.workflows), default=0)
+        # edge slots of the DAG view: pass the JAX env's (`params.bank.edges.shape[1]`) to compare arrays
+        self.max_edges = int(max_edges) if max_edges is not None else max(8, -(-most // 8) * 8)
+        if self.max_edges < most:
+            raise ValueError(f"max_edges={self.max_edges} is below a workflow's {most} edges")
         self.n_models = len(inst.models)
         self.n_gpus = len(inst.gpus)
         self.cap = [inst.mem_headroom * g.mem_gb for g in inst.gpus]  # usable memory per GPU type
@@ -510,7 +526,7 @@ class ReferenceSim:
             row[len(F.SERVER_FEATURES) + g] = 1.0
 
         nodes = np.zeros((self.max_tasks, F.node_dim(M)), np.float64)
-        adjacency = np.zeros((self.max_tasks, self.max_tasks), bool)
+        edges = []
         node_mask = np.zeros(self.max_tasks, bool)
         N = F.NODE
         for j in range(spec.n_tasks):
@@ -526,7 +542,12 @@ class ReferenceSim:
             row[len(F.NODE_FEATURES) + spec.models[j]] = 1.0
             node_mask[j] = True
             for p in spec.parents[j]:
-                adjacency[p, j] = True
+                edges.append((p, j))
+        edges.sort()
+        senders = np.full(self.max_edges, self.max_tasks, np.int32)
+        receivers = np.full(self.max_edges, self.max_tasks, np.int32)
+        for k, (p, j) in enumerate(edges):
+            senders[k], receivers[k] = p, j
 
         glob = np.zeros(len(F.GLOBAL_FEATURES), np.float64)
         Gl = F.GLOBAL
@@ -540,14 +561,15 @@ class ReferenceSim:
 
         return RefObservation(
             task=task.astype(np.float32), servers=servers.astype(np.float32), nodes=nodes.astype(np.float32),
-            adjacency=adjacency, node_mask=node_mask, current=c, action_mask=mask,
+            senders=senders, receivers=receivers, n_edges=len(edges), node_mask=node_mask, current=c, action_mask=mask,
             globals=glob.astype(np.float32),
         )
 
 
-def run_episode(inst: Instance, policy, max_servers: int | None = None, max_tasks: int = 16) -> dict:
+def run_episode(inst: Instance, policy, max_servers: int | None = None, max_tasks: int = 16,
+                max_edges: int | None = None) -> dict:
     """Run `policy(obs, sim) -> server index` to the end; the final info dict plus the schedule."""
-    sim = ReferenceSim(inst, max_servers=max_servers, max_tasks=max_tasks)
+    sim = ReferenceSim(inst, max_servers=max_servers, max_tasks=max_tasks, max_edges=max_edges)
     obs = sim.reset()
     while True:
         obs, _, done, info = sim.step(policy(obs, sim))

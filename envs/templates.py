@@ -32,6 +32,7 @@ class TaskDraft:
 class Template:
     name: str
     max_tasks: int  # the most tasks one draw can have
+    max_edges: int  # the most parent -> child edges one draw can have
     prefix_range: tuple[int, int]  # app system-prompt tokens (drawn once per app)
 
 
@@ -136,12 +137,12 @@ def layered(rng):
 
 
 TEMPLATES: tuple[Template, ...] = (
-    Template("chain", 8, (2000, 6000)),
-    Template("fan_out", 10, (3000, 8000)),
-    Template("self_consistency", 10, (1000, 4000)),
-    Template("retrieve_generate", 4, (1000, 3000)),
-    Template("debate", 10, (1500, 5000)),
-    Template("layered", 12, (1000, 8000)),
+    Template("chain", 8, 28, (2000, 6000)),  # 7 steps reading every earlier one, a judge reading all 7
+    Template("fan_out", 10, 16, (3000, 8000)),  # 8 workers, a joiner of 8
+    Template("self_consistency", 10, 17, (1000, 4000)),  # 8 samples, a verifier of 8, an aggregator of 9
+    Template("retrieve_generate", 4, 5, (1000, 3000)),
+    Template("debate", 10, 36, (1500, 5000)),  # 3 debaters x 3 rounds (0, 3, 6 parents each), a judge of 9
+    Template("layered", 12, 45, (1000, 8000)),  # 4 layers of 3: 9 + 9 edges, then 3 synthesizers of 9
 )
 TEMPLATE_FNS = (chain, fan_out, self_consistency, retrieve_generate, debate, layered)
 TEMPLATE_NAMES = tuple(t.name for t in TEMPLATES)

@@ -38,6 +38,11 @@ class BankArrays:
     lower_bound: chex.Array  # [B] f32: the same with true lengths, from arrival (slowdown's denominator)
     root_delay: chex.Array  # [B] f32: smallest tool delay among roots (first ready time after admission)
     root_task: chex.Array  # [B] int32: the root with that delay (lowest index on ties)
+    # The DAG as an edge list: [B, E, 2] int32 (parent, child) in (parent, child) order, padded
+    # with (T, T); E is the workload's largest edge count rounded up (`EnvConfig.edge_capacity`).
+    # The observation hands it to policies as is, so a graph network's work follows the real edges.
+    edges: chex.Array = None
+    n_edges: chex.Array = None  # [B] int32
     # All of the above in one [B, T, len(PACKED_COLUMNS)] f32 array (ints bit-cast, per-workflow
     # values repeated over T), so the step fetches a workflow with one gather instead of thirteen.
     packed: chex.Array = None
@@ -55,7 +60,8 @@ class BankArrays:
             if name in INT_COLUMNS:
                 col = jax.lax.bitcast_convert_type(col, jnp.uint32 if name == "parents" else jnp.int32)
             cols[name] = col[..., 0] if name in WORKFLOW_COLUMNS else col
-        return BankArrays(**cols, root_delay=self.root_delay[b], root_task=self.root_task[b])
+        return BankArrays(**cols, root_delay=self.root_delay[b], root_task=self.root_task[b], edges=self.edges[b],
+                          n_edges=self.n_edges[b])
 
 
 PACKED_COLUMNS = ("model", "input_tokens", "expected_output", "output", "tool_delay", "parents", "n_children",
@@ -165,12 +171,27 @@ class EnvState:
 
 @struct.dataclass
 class DagView:
-    """The current task's workflow. Index order is topological (parents first)."""
+    """The current task's workflow. Index order is topological (parents first).
+
+    Edges are a fixed-capacity list (what jraph consumes): edge k runs from `senders[k]` (a parent)
+    to `receivers[k]` (its child) for k < n_edges, in (parent, child) order; padding edges are
+    (T, T), an index past the last task, so a scatter over T + 1 segments drops them.
+    """
 
     nodes: chex.Array  # f32 [T, F_node]
-    adjacency: chex.Array  # bool [T, T], adjacency[p, c]: p is a parent of c
+    senders: chex.Array  # int32 [E]
+    receivers: chex.Array  # int32 [E]
+    n_edges: chex.Array  # int32
     node_mask: chex.Array  # bool [T]
     current: chex.Array  # int32, the node being scheduled
+
+    @property
+    def adjacency(self):
+        """bool [..., T, T], [p, c] when p is a parent of c (built from the edge list; any leading batch axes)."""
+        t = self.nodes.shape[-2]
+        s = self.senders[..., :, None] == jnp.arange(t)
+        r = self.receivers[..., :, None] == jnp.arange(t)
+        return jnp.einsum("...ep,...ec->...pc", s.astype(jnp.int32), r.astype(jnp.int32)) > 0
 
 
 @struct.dataclass

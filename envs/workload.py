@@ -59,7 +59,13 @@ class Bank:
 
     @property
     def max_tasks(self) -> int:
+        """Columns of the task arrays (the padding width)."""
         return int(self.model.shape[1])
+
+    @property
+    def largest(self) -> int:
+        """Tasks of the largest workflow."""
+        return int(self.n_tasks.max(initial=1))
 
     def workflow(self, b: int, model_names=None) -> WorkflowSpec:
         n = int(self.n_tasks[b])

@@ -11,7 +11,8 @@ step for the envs whose episode just ended, lowest env index first. With
 With r > 1 (Craftax's "optimistic resets", minus the duplicates): if more than
 `num_envs // r` envs end in one step, the rest wait, frozen, and get a fresh
 episode on a later step; their waiting steps return reward 0 and `done = False`,
-and `info["waiting"]` counts them. Episodes last hundreds of steps, so with
+are marked `info["valid"] = False` (no decision was made: learners must drop
+them from losses, advantages and statistics) and `info["waiting"]` counts them. Episodes last hundreds of steps, so with
 r = 16 and thousands of envs this almost never happens.
 
 Why the fresh states travel in `VecState.fresh` for one step: the observation
@@ -108,5 +109,5 @@ class VecEnv:
         obs = jax.tree.map(put(idx), obs, obs_r)
         state = VecState(env=env, fresh=fresh, fresh_idx=idx)
         # a waiting env keeps its finished episode's metrics; only the step that ended it reports them
-        info = dict(info, episode_done=ended, waiting=jnp.sum(state.done))
+        info = dict(info, episode_done=ended, waiting=jnp.sum(state.done), valid=~was_done)
         return obs, state, reward, ended, info

@@ -1,6 +1,6 @@
 """The SCALE policy: a size-agnostic cross-attention pointer network (Flax linen).
 
-The current task's workflow DAG goes through a jraph GNN; the current node's
+The current task's workflow DAG goes through a graph network (`jaxsched.graphs`); the current node's
 embedding plus a pooled graph embedding, with the task and global features,
 form the query. Each server's task-conditioned features give a key and a value.
 Multi-head cross-attention (the task queries the servers) yields the attention
@@ -16,17 +16,14 @@ so the softmax does not flatten as N grows.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import jraph
 from flax import struct
 
 from envs.features import GLOBAL
 from envs.types import Observation
-from jaxsched.graphs import dag_to_graphs_tuple
+from jaxsched.graphs import MLP, DagEncoder, symlog
 
 NEG = -1e9  # masked logits (finite, so log-softmax stays finite where every server is masked)
 
@@ -40,56 +37,7 @@ class PolicyConfig:
     gnn_layers: int = struct.field(pytree_node=False, default=2)
     hidden: int = struct.field(pytree_node=False, default=128)
     log_n_scaling: bool = struct.field(pytree_node=False, default=False)
-
-
-def symlog(x):
-    """sign(x) log(1 + |x|): features span seconds to thousands; keep them O(1) without statistics."""
-    return jnp.sign(x) * jnp.log1p(jnp.abs(x))
-
-
-class MLP(nn.Module):
-    features: Sequence[int]
-    activate_last: bool = False
-
-    @nn.compact
-    def __call__(self, x):
-        for i, f in enumerate(self.features):
-            x = nn.Dense(f)(x)
-            if i < len(self.features) - 1 or self.activate_last:
-                x = nn.gelu(x)
-        return x
-
-
-class DagEncoder(nn.Module):
-    """jraph GraphNetwork layers over the workflow DAG; messages flow both ways along edges."""
-
-    dim: int
-    layers: int
-
-    @nn.compact
-    def __call__(self, dag):
-        graph = dag_to_graphs_tuple(dag)
-        t = dag.nodes.shape[0]
-        nodes = nn.Dense(self.dim)(symlog(graph.nodes))
-        graph = graph._replace(nodes=nodes, edges=jnp.zeros((graph.edges.shape[0], self.dim)))
-        for i in range(self.layers):
-            edge_mlp = MLP((self.dim, self.dim), name=f"edge_{i}")
-            node_mlp = MLP((self.dim, self.dim), name=f"node_{i}")
-
-            def update_edge(e, s, r, g, edge_mlp=edge_mlp):
-                del g
-                return edge_mlp(jnp.concatenate([e, s, r], axis=-1))
-
-            def update_node(n, sent, received, g, node_mlp=node_mlp):
-                del g
-                return n + node_mlp(jnp.concatenate([n, sent, received], axis=-1))
-
-            graph = jraph.GraphNetwork(update_edge_fn=update_edge, update_node_fn=update_node)(graph)
-            graph = graph._replace(nodes=nn.LayerNorm(name=f"norm_{i}")(graph.nodes))
-        h_nodes = graph.nodes[:t]  # drop the padding graph's node
-        mask = dag.node_mask.astype(jnp.float32)[:, None]
-        pooled = jnp.sum(h_nodes * mask, axis=0) / jnp.maximum(jnp.sum(mask), 1.0)
-        return h_nodes[dag.current], pooled
+    dag_encoder: str = struct.field(pytree_node=False, default="auto")  # auto | dense | edges | jraph (jaxsched.graphs)
 
 
 class SchedulerNet(nn.Module):
@@ -102,12 +50,13 @@ class SchedulerNet(nn.Module):
         cfg = self.config
         d, nh = cfg.embed_dim, cfg.num_heads
         dk = d // nh
-        current, pooled = DagEncoder(d, cfg.gnn_layers, name="dag")(obs.dag)
+        current, pooled = DagEncoder(d, cfg.gnn_layers, cfg.dag_encoder, name="dag")(obs.dag)
         context = jnp.concatenate([symlog(obs.task), symlog(obs.globals), current, pooled])
         query = MLP((cfg.hidden, d), name="query")(context)
         servers = MLP((cfg.hidden, d), activate_last=True, name="server_encoder")(symlog(obs.servers))  # [N, d]
-        keys = nn.Dense(d, name="keys")(servers).reshape(-1, nh, dk)
-        values = nn.Dense(d, name="values")(servers).reshape(-1, nh, dk)
+        # attention keys, values and pointer keys of every server: one [N, d] x [d, 3d] product
+        proj = nn.Dense(3 * d, name="server_proj")(servers)
+        keys, values, ptr_k = proj[:, :d].reshape(-1, nh, dk), proj[:, d:2 * d].reshape(-1, nh, dk), proj[:, 2 * d:]
         q = nn.Dense(d, name="q")(query).reshape(nh, dk)
         mask = obs.action_mask
         n_active = jnp.maximum(obs.globals[GLOBAL["n_active"]], 2.0)
@@ -121,7 +70,6 @@ class SchedulerNet(nn.Module):
         h = nn.Dense(d, name="attention_out")(mixed)  # the attention feature SRR regularizes
 
         ptr_q = nn.Dense(d, name="pointer_query")(jnp.concatenate([h, query]))
-        ptr_k = nn.Dense(d, name="pointer_keys")(servers)
         logits = ptr_k @ ptr_q / jnp.sqrt(d)
         if cfg.log_n_scaling:
             s_ptr = self.param("ssmax_pointer", nn.initializers.ones, ())

@@ -9,9 +9,9 @@ from envs import catalog  # noqa: E402
 from envs.features import SERVER  # noqa: E402
 from envs.instance import Instance  # noqa: E402
 from envs.reference import ReferenceSim  # noqa: E402
+from jaxsched import evaluation as E  # noqa: E402
 from jaxsched.fate_cp import FateCP, FateCPConfig  # noqa: E402
 from tests.jaxsched.test_baselines import A100, H100, L4, M8, M14, M32, M70, wf  # noqa: E402
-from train import evaluate as E  # noqa: E402
 
 
 def sim_for(workflows, arrivals, gpus, init, actions=(), **kw):
