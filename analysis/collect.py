@@ -26,7 +26,7 @@ import numpy as np
 from envs import EnvConfig, make_params
 from envs.env import reset, step
 from envs.sizes import episode_workflows
-from train.evaluate import episode_keys, eval_config
+from jaxsched.evaluation import episode_keys, eval_config
 
 
 def _episode_decisions(state, env_params):

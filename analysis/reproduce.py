@@ -26,7 +26,7 @@ from analysis.shift import analyze, plot
 from envs import EnvConfig, make_params
 from envs.files import atomic_write_json, atomic_write_text
 from jaxsched import baselines
-from train.evaluate import EVAL_WORKLOAD_SEED, METRICS, eval_config, mean_ci, rows_to_csv, run_jax_policies
+from jaxsched.evaluation import EVAL_WORKLOAD_SEED, METRICS, eval_config, mean_ci, rows_to_csv, run_jax_policies
 
 VARIANTS = {
     "no_srr": {},
@@ -70,7 +70,7 @@ def train_argv(proto: Protocol, name: str, seed: int, out_dir: str, wandb_mode: 
 
 # options that say where and how a run is shown, not what it learns
 _BOOKKEEPING = {"checkpoint_dir", "resume", "stop_after", "wandb_mode", "wandb_project", "wandb_entity", "wandb_name",
-                "wandb_group", "progress", "distributed", "devices", "keep_best"}
+                "wandb_group", "progress", "distributed", "devices", "cpu_devices", "keep_best"}
 
 
 def _check_saved(run_dir: str, saved: dict, wanted: dict) -> None:
@@ -90,10 +90,11 @@ def train_variant(proto: Protocol, name: str, seed: int, out_dir: str, wandb_mod
     from its newest readable step. Either must have been trained with this study's settings."""
     from train.checkpoint import load_config, load_params
     from train.config import parse_args
-    from train.loop import run
+    from train.ppo import main as run
 
     argv = train_argv(proto, name, seed, out_dir, wandb_mode)
-    wanted = parse_args(argv)[0].to_dict()
+    wanted = parse_args(argv)[0]
+    wanted = wanted.replace(lr_decay_updates=wanted.lr_horizon_updates).to_dict()  # as train.ppo records it
     run_dir = os.path.abspath(os.path.join(out_dir, "runs", f"{name}-seed{seed}"))
     summary_path = os.path.join(run_dir, "summary.json")
     if os.path.exists(summary_path):
@@ -120,7 +121,6 @@ def evaluate_policies(proto: Protocol, trained: dict) -> dict:
     from jaxsched.policy import SchedulerNet
     from train.config import PPOConfig
     from train.policy_eval import PolicyEvaluator
-    from train.ppo import policy_config
 
     base = EnvConfig(workload_seed=EVAL_WORKLOAD_SEED)
     results: dict = {}
@@ -128,7 +128,7 @@ def evaluate_policies(proto: Protocol, trained: dict) -> dict:
     for name, runs in trained.items():
         results[name] = {n: {m: [] for m in METRICS} for n in proto.eval_servers}
         for r in runs:
-            pcfg = policy_config(PPOConfig.from_dict(r["config"]))
+            pcfg = PPOConfig.from_dict(r["config"]).policy()
             if pcfg not in evaluators:  # one compiled program per architecture
                 evaluators[pcfg] = PolicyEvaluator(SchedulerNet(pcfg), proto.eval_servers, proto.eval_seeds, base)
             raw = evaluators[pcfg].raw(r["params"])

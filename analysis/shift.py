@@ -27,7 +27,7 @@ import numpy as np
 from analysis import stats as S
 from envs import EnvConfig
 from envs.files import atomic_write_bytes, atomic_write_json, atomic_write_text
-from train.evaluate import EVAL_WORKLOAD_SEED, parse_servers, rows_to_csv
+from jaxsched.evaluation import EVAL_WORKLOAD_SEED, parse_servers, rows_to_csv
 
 STATISTICS = ("mean_abs_mean", "mean_variance", "mean_norm", "gaussian_kl", "offdiag_correlation", "effective_rank",
               "mmd2", "mmd_p_value", "frechet", "frechet_standardized", "attention_entropy_over_log_n", "attention_max",
@@ -35,19 +35,12 @@ STATISTICS = ("mean_abs_mean", "mean_variance", "mean_norm", "gaussian_kl", "off
 
 
 def load_checkpoint(spec: str):
-    """`DIR` or `NAME=DIR` -> (name, net, params, training N, the environment it was trained on
-    with the held-out workload). A spec that is an existing folder is a path even if it has '='."""
-    from jaxsched.policy import SchedulerNet
-    from train.checkpoint import load_params
-    from train.config import PPOConfig
-    from train.ppo import policy_config
+    """A run directory spec (`train.policies`) -> (name, net, params, training N, the environment it
+    was trained on with the held-out workload)."""
+    from train.policies import load_policy
 
-    name, path = ("", spec) if os.path.isdir(spec) or "=" not in spec else spec.split("=", 1)
-    name = name or os.path.basename(os.path.normpath(path))
-    _, params, saved = load_params(path)
-    config = PPOConfig.from_dict(saved)
-    base = EnvConfig(rho=config.rho, workflows_per_server=config.workflows_per_server, workload_seed=EVAL_WORKLOAD_SEED)
-    return name, SchedulerNet(policy_config(config)), params, int(config.train_servers[0]), base
+    p = load_policy(spec)
+    return p.name, p.net, p.params, int(p.config.train_servers[0]), p.eval_env(EVAL_WORKLOAD_SEED)
 
 
 def _subsample(rec: dict, n: int, seed: int = 0) -> dict:

@@ -1,13 +1,19 @@
 """Orbax checkpoints of a PPO run: the whole runner state (exact resume), params alone, config.
 
-The manager keeps the latest step always and the `keep_best` steps with the
-lowest `best_metric` (`AnyPreservationPolicy([LatestN(1), BestN(...)])`;
-`max_to_keep` with a `best_fn` alone may delete the latest and break resume).
-A checkpoint directory holds one run: `<dir>/<step>/{state,params,config}`.
+The manager keeps the latest two steps and the `keep_best` steps with the
+lowest `best_metric` (`AnyPreservationPolicy([LatestN(2), BestN(...)])`;
+`max_to_keep` with a `best_fn` alone may delete the latest and break resume;
+`best_fn` is set only so that the manager writes each step's metrics, which
+`BestN` reads back). A run directory holds `<dir>/<step>/{state,params,config}`.
+
+The saved config carries the format version (`train.config.CONFIG_FORMAT`);
+a checkpoint of another format is refused with one line, before orbax is
+asked to fit arrays of another shape.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
@@ -15,18 +21,29 @@ import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as cm
 
+from train.config import CONFIG_FORMAT
+
+FORMAT_KEY = "_format"
+
 
 class CheckpointError(RuntimeError):
-    """A checkpoint directory that cannot be used (missing, empty or unreadable)."""
+    """A checkpoint directory that cannot be used (missing, empty, unreadable, another format)."""
+
+
+def quiet_orbax() -> None:
+    """Orbax logs through absl at WARNING for things a user cannot act on (a read-only manager,
+    a directory that is not a checkpoint yet); keep errors."""
+    for name in ("absl", "orbax", "orbax.checkpoint"):
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def _manager(directory: str, best_metric: str | None = None, keep_best: int = 1, read_only: bool = False):
-    policies = [cm.LatestN(n=1)]
+    # the latest two: a K-seed run saves its seeds one after another, so after a kill mid-save every
+    # seed still has the previous step (resume picks the newest step every seed has)
+    policies = [cm.LatestN(n=2)]
     if best_metric:
         policies.append(cm.BestN(get_metric_fn=lambda m: m[best_metric], reverse=True, n=keep_best,
                                  keep_checkpoints_without_metrics=False))
-    # best_fn only makes the manager write each step's metrics (BestN reads them back); which
-    # steps survive is the preservation policy's decision alone.
     options = ocp.CheckpointManagerOptions(
         preservation_policy=cm.AnyPreservationPolicy(policies), create=not read_only, read_only=read_only,
         best_fn=(lambda m: m[best_metric]) if best_metric else None, best_mode="min",
@@ -36,6 +53,7 @@ def _manager(directory: str, best_metric: str | None = None, keep_best: int = 1,
 
 class Checkpointer:
     def __init__(self, directory: str, best_metric: str, keep_best: int = 1):
+        quiet_orbax()
         self.directory = os.path.abspath(directory)
         self.best_metric = best_metric
         self.manager = _manager(self.directory, best_metric, keep_best)
@@ -45,60 +63,119 @@ class Checkpointer:
         if self.best_metric not in metrics:
             metrics[self.best_metric] = float("inf")
         self.manager.save(step, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(runner), params=ocp.args.StandardSave(params), config=ocp.args.JsonSave(config)),
-            metrics=metrics)
+            state=ocp.args.StandardSave(runner), params=ocp.args.StandardSave(params),
+            config=ocp.args.JsonSave({**config, FORMAT_KEY: CONFIG_FORMAT})), metrics=metrics, force=True)
         self.manager.wait_until_finished()
 
     def close(self):
         self.manager.close()
 
 
-def _steps(directory: str) -> list[int]:
+def steps(directory: str) -> list[int]:
+    """Checkpoint steps in a run directory, oldest first; CheckpointError if there are none."""
+    quiet_orbax()
     if not os.path.isdir(directory):
         raise CheckpointError(f"checkpoint directory {directory!r} does not exist")
     mgr = _manager(directory, read_only=True)
-    steps = sorted(mgr.all_steps())
+    out = sorted(mgr.all_steps())
     mgr.close()
-    if not steps:
+    if not out:
         raise CheckpointError(f"checkpoint directory {directory!r} holds no checkpoint steps")
-    return steps
+    return out
 
 
-def _restore_latest(directory: str, make_args, what: str):
-    """Restore the newest readable step; fall back to older ones (saying so on stderr)."""
-    steps = _steps(directory)
+def best_step(directory: str, best_metric: str) -> int:
+    """The kept step with the lowest `best_metric` (CheckpointError when no step has the metric)."""
+    steps(directory)
+    mgr = _manager(directory, best_metric=best_metric, read_only=True)
+    try:
+        step = mgr.best_step()
+    finally:
+        mgr.close()
+    if step is None:
+        raise CheckpointError(f"{directory!r}: no checkpoint has the metric {best_metric!r}")
+    return int(step)
+
+
+def _check_format(directory: str, step: int, config: dict) -> dict:
+    config = dict(config)
+    fmt = config.pop(FORMAT_KEY, 1)
+    if fmt != CONFIG_FORMAT:
+        raise CheckpointError(f"{directory!r} step {step}: written by another version of jaxsched (checkpoint format "
+                              f"{fmt}, this code reads format {CONFIG_FORMAT}); retrain, or use the version that wrote it")
+    return config
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0][:200]}" if text else type(e).__name__
+
+
+def _restore(directory: str, make_args, what: str, step: int | None = None):
+    """Restore `step`, or the newest readable step (falling back to older ones, saying so on stderr)."""
+    available = steps(directory)
+    if step is not None and step not in available:
+        raise CheckpointError(f"{what}: {directory!r} has no step {step} (it has {', '.join(map(str, available))})")
     mgr = _manager(directory, read_only=True)
     errors = []
     try:
-        for step in reversed(steps):
+        for s in ([step] if step is not None else list(reversed(available))):
             try:
-                out = mgr.restore(step, args=make_args())
-                if errors:
-                    print(f"warning: {what}: fell back to step {step} of {directory!r}; newer steps unreadable: "
-                          + "; ".join(errors), file=sys.stderr)
-                return step, out
+                out = mgr.restore(s, args=make_args())
             except Exception as e:  # orbax raises many types for damaged files
-                errors.append(f"step {step}: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}")
+                errors.append(f"step {s}: {_first_line(e)}")
+                continue
+            out = dict(out)
+            out["config"] = _check_format(directory, s, out["config"])
+            if errors:
+                print(f"warning: {what}: fell back to step {s} of {directory!r}; newer steps unreadable: "
+                      + "; ".join(errors), file=sys.stderr)
+            return s, out
     finally:
         mgr.close()
     raise CheckpointError(f"{what}: no readable checkpoint in {directory!r} ({'; '.join(errors)})")
 
 
-def load_config(directory: str) -> tuple[int, dict]:
-    step, out = _restore_latest(directory, lambda: ocp.args.Composite(config=ocp.args.JsonRestore()), "config")
-    return step, dict(out["config"])
+def set_aside(directory: str, step: int) -> str:
+    """Rename an unreadable step's directory out of the manager's sight (`<step>.unreadable-<n>`), so a
+    resume that fell back past it can save that step again; nothing is deleted."""
+    src = os.path.join(os.path.abspath(directory), str(step))
+    n = 0
+    while os.path.exists(dst := f"{src}.unreadable-{n}"):
+        n += 1
+    os.replace(src, dst)
+    return dst
 
 
-def restore_runner(directory: str, target):
-    """(step, runner state) of the newest readable step, with `target`'s structure and shardings."""
+def load_config(directory: str, step: int | None = None) -> tuple[int, dict]:
+    s, out = _restore(directory, lambda: ocp.args.Composite(config=ocp.args.JsonRestore()), "config", step)
+    return s, out["config"]
+
+
+def restore_runner(directory: str, target, step: int | None = None):
+    """(step, runner state, config) of `step` or the newest readable one, with `target`'s structure and
+    shardings (a pytree of arrays or `jax.ShapeDtypeStruct`s)."""
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
-    step, out = _restore_latest(directory, lambda: ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract), config=ocp.args.JsonRestore()), "resume")
-    return step, out["state"], dict(out["config"])
+
+    def args():
+        return ocp.args.Composite(state=ocp.args.StandardRestore(abstract), config=ocp.args.JsonRestore())
+
+    # read the config first: a checkpoint of another format or architecture fails here with one line,
+    # not deep in orbax while fitting arrays of another shape
+    s, _ = load_config(directory, step)
+    s, out = _restore(directory, args, "resume", s)
+    return s, out["state"], out["config"]
 
 
-def load_params(directory: str):
-    """(step, params, config dict) for evaluation: the newest readable step."""
-    step, out = _restore_latest(directory, lambda: ocp.args.Composite(
-        params=ocp.args.StandardRestore(), config=ocp.args.JsonRestore()), "checkpoint")
-    return step, out["params"], dict(out["config"])
+def load_params(directory: str, which: str | int = "latest"):
+    """(step, params, config dict) for evaluation: `which` = "latest" (newest readable), "best"
+    (lowest best_metric of the run) or a step number."""
+    step = None
+    if which == "best":
+        _, config = load_config(directory)
+        step = best_step(directory, config["best_metric"])
+    elif which != "latest":
+        step = int(which)
+    s, out = _restore(directory, lambda: ocp.args.Composite(
+        params=ocp.args.StandardRestore(), config=ocp.args.JsonRestore()), "checkpoint", step)
+    return s, out["params"], out["config"]

@@ -2,7 +2,7 @@
 
 A quick look at one cluster size: it plays each baseline on the same
 `--seeds` episodes (common random numbers; every policy and seed in one
-compiled program, `train.evaluate.run_jax_policies`) and prints mean / P95
+compiled program, `jaxsched.evaluation.run_jax_policies`) and prints mean / P95
 response, makespan and utilization. `python -m train.evaluate` is the full
 harness (several sizes, CIs, files).
 """
@@ -15,7 +15,7 @@ import time
 from envs import EnvConfig, make_params
 from envs.sizes import episode_workflows
 from jaxsched.baselines import BASELINES
-from train.evaluate import run_jax_policies
+from jaxsched.evaluation import run_jax_policies
 
 
 def main(argv=None):

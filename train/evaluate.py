@@ -1,326 +1,34 @@
 """`python -m train.evaluate`: every policy on the same workloads across cluster sizes.
 
-For each cluster size N, seed i draws one episode (cluster, arrivals, workflows)
-that every policy plays: common random numbers, so per-seed ratios to
-round-robin are paired comparisons. The offered load `rho` is held as N grows
-(the arrival rate scales with the cluster's capacity) and the episode length is
-`workflows_per_server * N`.
-
-Jittable policies run fully vectorized: one compiled program per N plays every
-(policy, seed) pair at once (`lax.switch` over the policies, `vmap` over the
-pairs). Host policies (FATE-CP) play the same episodes through the reference
-simulator (`envs.reference`), so their numbers are comparable; a test checks
-that both paths give the same metrics for the same policy and seed.
+The command line over the harness library `jaxsched.evaluation` (see there for
+the protocol: common random numbers per seed, load held as N grows, jittable
+policies vectorized, host policies through the reference simulator).
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
-import math
-import os
 import sys
-import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-
-from envs import EnvConfig, make_params
-from envs.env import reset
-from envs.files import atomic_write_bytes, atomic_write_json, atomic_write_text
-from envs.instance import materialize
-from envs.reference import run_episode as run_reference_episode
-from envs.rollout import run_from
-from envs.sizes import episode_workflows
+from envs import EnvConfig
 from jaxsched import baselines
+from jaxsched.evaluation import (
+    DEFAULT_SERVERS,
+    EVAL_WORKLOAD_SEED,
+    eval_config,
+    evaluate,
+    format_table,
+    known_policies,
+    parse_servers,
+    resolve_policies,
+    summarize,
+    write_outputs,
+)
 from train.checkpoint import CheckpointError
-
-METRICS = ("mean_response", "p95_response", "makespan", "slowdown", "utilization")
-LOWER_IS_BETTER = {"mean_response": True, "p95_response": True, "makespan": True, "slowdown": True, "utilization": False}
-DEFAULT_SERVERS = (8, 16, 32, 48, 64)
-NORMALIZER = "round_robin"
-EVAL_WORKLOAD_SEED = 1  # a bank other than training's default (0): held-out workflows
-HOST_POLICY_NAMES = ("fate_cp",)
-
-
-# ----------------------------------------------------------------------------- policies
-
-@dataclass
-class PolicySet:
-    """What to evaluate: jittable `policy(key, obs)` functions and host `policy(obs, sim)` factories."""
-
-    jax: dict[str, Callable] = field(default_factory=dict)
-    host: dict[str, Callable[[], Callable]] = field(default_factory=dict)  # name -> () -> policy(obs, sim)
-
-    @property
-    def names(self) -> list[str]:
-        return list(self.jax) + list(self.host)
-
-
-def known_policies() -> list[str]:
-    return list(baselines.BASELINES) + list(HOST_POLICY_NAMES)
-
-
-def resolve_policies(names: Sequence[str], fate_cp_options: dict | None = None) -> PolicySet:
-    """Policy names -> PolicySet; a ValueError names any unknown or unavailable one."""
-    out = PolicySet()
-    for name in names:
-        if name in baselines.BASELINES:
-            out.jax[name] = baselines.BASELINES[name]
-        elif name == "fate_cp":
-            from jaxsched import fate_cp
-
-            fate_cp.require_ortools()
-            opts = dict(fate_cp_options or {})
-            out.host[name] = lambda opts=opts: fate_cp.FateCP(fate_cp.FateCPConfig(**opts))
-        else:
-            raise ValueError(f"--policies: unknown policy {name!r}; choose from {', '.join(known_policies())}")
-    return out
-
-
-def checkpoint_policy(spec: str) -> tuple[str, Callable]:
-    """`DIR` or `NAME=DIR` -> (name, greedy jittable policy of the checkpoint's newest readable step)."""
-    from jaxsched.policy import SchedulerNet, greedy_policy
-    from train.checkpoint import load_params
-    from train.config import PPOConfig
-    from train.ppo import policy_config
-
-    name, _, path = spec.rpartition("=") if "=" in spec else ("", "", spec)
-    name = name or "ppo:" + os.path.basename(os.path.normpath(path))
-    _, params, saved = load_params(path)
-    net = SchedulerNet(policy_config(PPOConfig.from_dict(saved)))
-    return name, greedy_policy(net, params)
-
-
-def host_adapter(policy) -> Callable:
-    """A jittable `policy(key, obs)` as a host `policy(obs, sim)` (deterministic policies only:
-    the key is fixed)."""
-    fn = jax.jit(policy)
-    key = jax.random.PRNGKey(0)
-    return lambda obs, sim: int(fn(key, obs.as_observation()))
-
-
-# ----------------------------------------------------------------------------- episodes
-
-def eval_config(n_servers: int, base: EnvConfig | None = None) -> EnvConfig:
-    """The environment at N servers: `base` (default: held-out workload, default load) resized."""
-    base = base if base is not None else EnvConfig(workload_seed=EVAL_WORKLOAD_SEED)
-    return base.replace(n_servers=int(n_servers), max_servers=None, window=None, max_workflows=None)
-
-
-def episode_keys(seeds: int, first: int = 0) -> jax.Array:
-    """Seed i -> the key of its episode (reset) and of the policy's own randomness, for
-    i in first .. first+seeds-1 (a later `first` gives a disjoint, independent set)."""
-    return jnp.stack([jax.random.PRNGKey(i) for i in range(first, first + seeds)])
-
-
-def _split(key):
-    k_reset, k_policy = jax.random.split(key)
-    return k_reset, k_policy
-
-
-def play(policy: Callable, key, params) -> dict:
-    """One episode of a jittable policy from `key` (the reset and the policy's own randomness),
-    as the harness's metrics (METRICS -> scalar). Traceable: vmap it over keys or policies."""
-    k_reset, k_policy = _split(key)
-    obs, state = reset(k_reset, params)
-    _, metrics, _ = run_from(policy, k_policy, obs, state, params)
-    return harness_metrics(metrics)
-
-
-def harness_metrics(env_metrics: dict) -> dict:
-    """The env's episode metrics under the harness's names (`mean_slowdown` -> `slowdown`)."""
-    return {m: env_metrics["mean_slowdown" if m == "slowdown" else m] for m in METRICS}
-
-
-def run_jax_policies(policies: dict[str, Callable], params, seeds: int) -> dict[str, dict[str, np.ndarray]]:
-    """Every (policy, seed) episode in one compiled, vmapped program. Returns name -> metric -> [seeds]."""
-    names = list(policies)
-    fns = [policies[n] for n in names]
-
-    def one(pid, key):
-        return play(lambda k, o: jax.lax.switch(pid, fns, k, o), key, params)
-
-    pid = jnp.repeat(jnp.arange(len(names)), seeds)
-    ks = jnp.tile(episode_keys(seeds), (len(names), 1))
-    metrics = jax.device_get(jax.jit(jax.vmap(one))(pid, ks))
-    out = {}
-    for i, n in enumerate(names):
-        sl = slice(i * seeds, (i + 1) * seeds)
-        out[n] = {m: np.asarray(metrics[m][sl], np.float64) for m in METRICS}
-    return out
-
-
-def _host_episode(args):
-    make_policy, inst, max_servers, max_tasks = args
-    info = run_reference_episode(inst, make_policy(), max_servers=max_servers, max_tasks=max_tasks)
-    return {m: float(v) for m, v in harness_metrics(info).items()}
-
-
-def instances(config: EnvConfig, seeds: int, params=None):
-    """The episodes the JAX path plays, as reference-simulator Instances (same keys)."""
-    params = params if params is not None else make_params(config)
-    bank = config.make_bank()
-    return [materialize(_split(k)[0], config, params, bank) for k in episode_keys(seeds)]
-
-
-def run_host_policy(make_policy: Callable, config: EnvConfig, seeds: int, params=None, workers: int = 1,
-                    insts=None) -> dict[str, np.ndarray]:
-    """One host policy on the same episodes through the reference simulator. metric -> [seeds]."""
-    params = params if params is not None else make_params(config)
-    insts = insts if insts is not None else instances(config, seeds, params)
-    jobs = [(make_policy, inst, params.max_servers, params.max_tasks) for inst in insts]
-    if workers > 1:
-        import multiprocessing as mp
-
-        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as ex:
-            rows = list(ex.map(_host_episode, jobs))
-    else:
-        rows = [_host_episode(j) for j in jobs]
-    return {m: np.array([r[m] for r in rows]) for m in METRICS}
-
-
-# ----------------------------------------------------------------------------- statistics
-
-def mean_ci(x: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
-    """Mean and two-sided Student-t confidence interval over seeds (a point for one seed)."""
-    from scipy import stats
-
-    x = np.asarray(x, np.float64)
-    m = float(x.mean())
-    if len(x) < 2:
-        return m, m, m
-    half = float(stats.t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
-    return m, m - half, m + half
-
-
-def summarize(results: dict[int, dict[str, dict[str, np.ndarray]]], normalizer: str = NORMALIZER) -> list[dict]:
-    """Rows per (policy, N): each metric's mean and 95% CI, and its per-seed ratio to `normalizer`'s."""
-    rows = []
-    for n, by_policy in sorted(results.items()):
-        ref = by_policy.get(normalizer)
-        for name, metrics in by_policy.items():
-            row = {"policy": name, "servers": int(n), "seeds": int(len(metrics["mean_response"]))}
-            for m in METRICS:
-                row[m], row[f"{m}_ci_lo"], row[f"{m}_ci_hi"] = mean_ci(metrics[m])
-            if ref is not None:
-                for m in METRICS:
-                    ratio = metrics[m] / np.maximum(ref[m], 1e-12)
-                    row[f"norm_{m}"], row[f"norm_{m}_ci_lo"], row[f"norm_{m}_ci_hi"] = mean_ci(ratio)
-            rows.append(row)
-    return rows
-
-
-# ----------------------------------------------------------------------------- the whole evaluation
-
-def evaluate(policies: PolicySet, servers: Sequence[int], seeds: int, base: EnvConfig | None = None,
-             workers: int = 1, log=None) -> dict[int, dict[str, dict[str, np.ndarray]]]:
-    """N -> policy -> metric -> per-seed values. Round-robin is always run (the normalizer)."""
-    jax_pols = dict(policies.jax)
-    if NORMALIZER not in jax_pols:
-        jax_pols[NORMALIZER] = baselines.BASELINES[NORMALIZER]
-    results = {}
-    for n in servers:
-        config = eval_config(n, base)
-        params = make_params(config)
-        t0 = time.perf_counter()
-        res = run_jax_policies(jax_pols, params, seeds)
-        if log:
-            log(f"N={n}: {len(jax_pols)} jittable policies x {seeds} seeds, "
-                f"{int(episode_workflows(params))} workflows each, {time.perf_counter() - t0:.1f} s")
-        if policies.host:
-            insts = instances(config, seeds, params)
-            for name, make in policies.host.items():
-                t0 = time.perf_counter()
-                res[name] = run_host_policy(make, config, seeds, params, workers, insts)
-                if log:
-                    log(f"N={n}: {name} x {seeds} seeds on the host, {time.perf_counter() - t0:.1f} s")
-        order = [p for p in policies.names] + [p for p in res if p not in policies.names]
-        results[n] = {p: res[p] for p in order}
-    return results
-
-
-def format_table(rows: list[dict]) -> str:
-    head = (f"{'policy':<16}{'N':>4}{'mean resp':>11}{'P95 resp':>10}{'makespan':>10}{'slowdown':>9}{'util':>6}"
-            f"{'norm mean resp [95% CI]':>26}{'norm makespan':>15}")
-    lines = [head, "-" * len(head)]
-    for r in rows:
-        norm = (f"{r['norm_mean_response']:.3f} [{r['norm_mean_response_ci_lo']:.3f}, {r['norm_mean_response_ci_hi']:.3f}]"
-                if "norm_mean_response" in r else "")
-        nm = f"{r['norm_makespan']:.3f}" if "norm_makespan" in r else ""
-        lines.append(f"{r['policy']:<16}{r['servers']:>4}{r['mean_response']:>11.1f}{r['p95_response']:>10.1f}"
-                     f"{r['makespan']:>10.1f}{r['slowdown']:>9.2f}{r['utilization']:>6.2f}{norm:>26}{nm:>15}")
-    return "\n".join(lines)
-
-
-def rows_to_csv(rows: list[dict]) -> str:
-    cols = list(dict.fromkeys(k for r in rows for k in r))
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=cols)
-    w.writeheader()
-    w.writerows(rows)
-    return buf.getvalue()
-
-
-def plot_normalized(rows: list[dict], path: str, metric: str = "mean_response") -> None:
-    """Normalized `metric` (to round-robin) against N, one line per policy, 95% CI bars."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for name in dict.fromkeys(r["policy"] for r in rows):
-        rs = sorted((r for r in rows if r["policy"] == name and f"norm_{metric}" in r), key=lambda r: r["servers"])
-        if not rs:
-            continue
-        x = [r["servers"] for r in rs]
-        y = np.array([r[f"norm_{metric}"] for r in rs])
-        err = np.array([[y[i] - r[f"norm_{metric}_ci_lo"], r[f"norm_{metric}_ci_hi"] - y[i]] for i, r in enumerate(rs)]).T
-        ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=name)
-    ax.axhline(1.0, color="grey", lw=0.8, ls="--")
-    ax.set_xlabel("servers (N)")
-    ax.set_ylabel(f"{metric.replace('_', ' ')} / round-robin's")
-    ax.legend(fontsize=8, ncol=2)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def write_outputs(rows: list[dict], out_dir: str) -> dict[str, str]:
-    paths = {"json": os.path.join(out_dir, "results.json"), "csv": os.path.join(out_dir, "results.csv"),
-             "plot": os.path.join(out_dir, "normalized_mean_response.png")}
-    atomic_write_json(paths["json"], rows)
-    atomic_write_text(paths["csv"], rows_to_csv(rows))
-    plot_normalized(rows, paths["plot"])
-    return paths
-
+from train.policies import load_policies
 
 # ----------------------------------------------------------------------------- CLI
-
-def parse_servers(text: str) -> list[int]:
-    try:
-        vals = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise ValueError(f"--servers: expected a comma-separated list of integers, got {text!r}") from None
-    if not vals:
-        raise ValueError("--servers: empty list")
-    bad = [v for v in vals if v < 1]
-    if bad:
-        raise ValueError(f"--servers: cluster sizes must be >= 1, got {bad}")
-    if len(set(vals)) != len(vals):
-        raise ValueError(f"--servers: duplicate sizes in {vals}")
-    return vals
-
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m train.evaluate", description=__doc__.splitlines()[0])
@@ -328,12 +36,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"comma-separated, from: {', '.join(known_policies())}")
     ap.add_argument("--servers", default=",".join(map(str, DEFAULT_SERVERS)), help="cluster sizes, e.g. 8,16,32")
     ap.add_argument("--seeds", type=int, default=10)
-    ap.add_argument("--rho", type=float, default=None, help="offered load (default: the env's, 0.7)")
+    ap.add_argument("--rho", type=float, default=None,
+                    help="offered load (default: the checkpoints' training load, else the env's 0.7)")
     ap.add_argument("--workload-seed", type=int, default=EVAL_WORKLOAD_SEED, help="workflow bank seed (training uses 0)")
     ap.add_argument("--out", default=None, help="directory for results.json, results.csv and the plot")
     ap.add_argument("--json", action="store_true", help="print the rows as one JSON list instead of the table")
-    ap.add_argument("--checkpoint", action="append", default=[], metavar="[NAME=]DIR",
-                    help="a trained policy (a train.ppo run directory); repeat for several")
+    ap.add_argument("--checkpoint", action="append", default=[], metavar="[NAME=]DIR[:best|:latest|:STEP]",
+                    help="a trained policy (a train.ppo run directory; a K-seed run gives one policy per seed); "
+                         "repeat for several")
     ap.add_argument("--workers", type=int, default=1, help="processes for host policies (FATE-CP)")
     ap.add_argument("--cp-time-limit", type=float, default=None, help="FATE-CP seconds per solve")
     return ap
@@ -353,16 +63,28 @@ def main(argv=None):
             raise ValueError("--policies: empty list")
         cp_opts = {} if a.cp_time_limit is None else {"time_limit_s": a.cp_time_limit}
         policies = resolve_policies(names, cp_opts)
-        for spec in a.checkpoint:
-            name, fn = checkpoint_policy(spec)
-            policies.jax[name] = fn
+        loaded = [p for spec in a.checkpoint for p in load_policies(spec)]
+        for p in loaded:
+            if p.name in policies.jax:
+                raise ValueError(f"--checkpoint: two policies are called {p.name!r}; name them (NAME=DIR)")
+            policies.jax[p.name] = p.greedy()
         base = EnvConfig(workload_seed=a.workload_seed)
+        worlds = {(p.config.rho, p.config.workflows_per_server) for p in loaded}
         if a.rho is not None:
             base = base.replace(rho=a.rho)
+        elif len(worlds) == 1:
+            rho, wps = worlds.pop()
+            base = base.replace(rho=rho, workflows_per_server=wps)
+        elif len(worlds) > 1:
+            raise ValueError(f"--checkpoint: the checkpoints were trained at different loads {sorted(worlds)}; "
+                             "give --rho to evaluate them at one")
         eval_config(servers[0], base).validate()
     except (ValueError, ImportError, CheckpointError) as e:
         ap.error(str(e))
     log = (lambda s: print(s, file=sys.stderr)) if a.json else print
+    if loaded and a.rho is None:
+        log(f"evaluating at the checkpoints' training load: rho={base.rho}, {base.workflows_per_server:g} workflows "
+            f"per server (held-out workload seed {a.workload_seed})")
     results = evaluate(policies, servers, a.seeds, base, workers=a.workers, log=log)
     rows = summarize(results)
     if a.json:

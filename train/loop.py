@@ -1,174 +1,397 @@
-"""The Python loop around the jitted PPO chunks: logging, evaluation, checkpoints, progress.
+"""The Python loop around the jitted PPO chunks: K seeds at once, logging, evaluation, checkpoints.
 
-Each chunk runs `updates_per_chunk` PPO updates in one compiled call; between
-chunks the loop logs (wandb, progress bar), and every `eval_every` chunks (and
-at the end) evaluates the greedy policy at `eval_servers` and saves a
-checkpoint with those metrics (the best by `best_metric` is kept, and the
-latest always).
+`run(config, run_dir)` trains `config.num_seeds` independent seeds in one
+compiled program: the runner state of every seed is stacked on a leading axis
+and each chunk is `vmap(update_chunk)`, `n` updates per call (Stoix style:
+jitted chunks inside a Python loop). Between chunks the loop logs, evaluates
+and checkpoints, each seed into its own run directory:
+
+* one seed: `run_dir/` holds the orbax steps, `history.jsonl`, `summary.json`,
+  `run.json`, the learning curve and wandb's files;
+* K seeds: `run_dir/run.json` describes the group and `run_dir/seed<s>/` is
+  each seed's directory, exactly what a one-seed run with `--seed=s` writes
+  (it resumes, evaluates and analyses on its own).
+
+Schedules are keyed on the update count, never on chunks or wall time:
+evaluation every `eval_every` updates and at the last one, checkpoints at
+evaluations, every `checkpoint_every` updates, at `stop_after` and when the
+process is asked to stop (SIGTERM / SIGINT: checkpoint at the next chunk
+boundary, exit 0, print the resume command). So a run that is interrupted
+and resumed, any number of times, evaluates and checkpoints at the same
+updates as an uninterrupted one and ends with the same parameters.
 """
 
 from __future__ import annotations
 
-import json
 import os
+import signal
 import sys
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from envs import EnvConfig
-from envs.files import atomic_write_json, atomic_write_text
-from train.checkpoint import Checkpointer, CheckpointError, load_config, restore_runner
-from train.config import PPOConfig, help_text, parse_args
+from train.checkpoint import Checkpointer, CheckpointError, restore_runner, set_aside
+from train.checkpoint import steps as checkpoint_steps
+from train.config import PPOConfig
+from train.devices import data_sharding, runner_shardings
+from train.learner import hyper_from, make_train
 from train.policy_eval import PolicyEvaluator
-from train.ppo import make_train
-from train.tracking import Tracker
+from train.tracking import Tracker, jsonable, write_run_file
 
 
-def data_sharding(config: PPOConfig):
-    """NamedSharding of the env-batch axis over the local devices (None on one device)."""
-    devices = jax.devices()
-    n = config.devices or len(devices)
-    if n > len(devices):
-        raise ValueError(f"devices: {n} requested, {len(devices)} available")
-    if n == 1:
-        return None
-    for name, size in (("num_envs", config.num_envs), ("minibatch size", config.num_envs * config.num_steps // config.num_minibatches)):
-        if size % n:
-            raise ValueError(f"{name}: {size} is not divisible by the {n} devices")
-    mesh = Mesh(np.array(devices[:n]), ("envs",))
-    return NamedSharding(mesh, PartitionSpec("envs"))
+class StopRequest:
+    """SIGTERM / SIGINT while a run trains: stop at the next chunk boundary, checkpointed.
 
+    A context manager: the handlers are installed on entry and the previous ones restored on exit,
+    so a caller's own handling (a test runner, a notebook) is left as it was."""
 
-def place(runner, sharding, num_envs: int):
-    """Env-batch leaves sharded over devices, everything else (parameters, optimizer) replicated."""
-    if sharding is None:
-        return runner
-    replicated = NamedSharding(sharding.mesh, PartitionSpec())
-    return jax.tree.map(lambda x: jax.device_put(x, sharding if x.ndim >= 1 and x.shape[0] == num_envs else replicated), runner)
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
+    def __init__(self):
+        self.signal = None
+        self._previous = {}
 
-def _resolve(argv):
-    config, explicit = parse_args(argv)
-    if config.resume:
-        run_dir = os.path.abspath(config.resume)
-        _, saved = load_config(run_dir)
-        keep = {k: v for k, v in explicit.items() if k != "resume"}
-        keep.setdefault("stop_after", 0)  # a stop point is for one invocation, not inherited
-        config = PPOConfig.from_dict(saved).replace(resume=run_dir, **keep)
-        config.validate()
-        return config, explicit, run_dir
-    name = config.wandb_name or time.strftime("%Y%m%d-%H%M%S")
-    run_dir = os.path.abspath(os.path.join(config.checkpoint_dir, name)) if config.checkpoint_dir else None
-    return config, explicit, run_dir
+    def _handler(self, signum, frame):
+        if self.signal is not None:  # asked twice: stop now
+            raise KeyboardInterrupt
+        self.signal = signal.Signals(signum).name
+        print(f"\n{self.signal}: checkpointing at the next chunk boundary, then exiting", file=sys.stderr, flush=True)
 
-
-def run(argv) -> dict:
-    if any(a in ("-h", "--help") for a in argv):
-        print(help_text())
-        return {}
-    try:
-        config, explicit, run_dir = _resolve(argv)
-    except (ValueError, CheckpointError) as e:
-        print(f"python -m train.ppo: error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
-    if config.distributed:
-        jax.distributed.initialize()
-    tracker = Tracker(config, run_dir, explicit)
-    config = tracker.config
-    try:
-        sharding = data_sharding(config)
-    except ValueError as e:
-        print(f"python -m train.ppo: error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
-    trainer = make_train(config, sharding)
-    runner = place(jax.jit(trainer.init)(jax.random.PRNGKey(config.seed)), sharding, config.num_envs)
-    done = 0
-    if config.resume:
+    def __enter__(self):
         try:
-            done, runner, _ = restore_runner(run_dir, runner)
-        except CheckpointError as e:
-            print(f"python -m train.ppo: error: {e}", file=sys.stderr)
-            raise SystemExit(2) from None
-        from train.ppo import hyper_from
+            self._previous = {s: signal.signal(s, self._handler) for s in self.SIGNALS}
+        except ValueError:  # not the main thread: no handlers
+            self._previous = {}
+        return self
 
-        runner = place(runner._replace(hyper=hyper_from(config)), sharding, config.num_envs)  # options given now win
-        print(f"resumed {run_dir} at update {done}", file=sys.stderr)
-    ckpt = Checkpointer(run_dir, config.best_metric, config.keep_best) if run_dir else None
+    def __exit__(self, *exc):
+        for s, h in self._previous.items():
+            signal.signal(s, h)
+        return False
+
+
+def seed_dirs(config: PPOConfig, run_dir: str | None) -> list[str | None]:
+    if run_dir is None:
+        return [None] * config.num_seeds
+    if config.num_seeds == 1:
+        return [run_dir]
+    return [os.path.join(run_dir, f"seed{s}") for s in config.seeds]
+
+
+def seed_config(config: PPOConfig, seed: int, run_dir: str | None) -> PPOConfig:
+    """What seed `seed` of a K-seed run is on its own: a one-seed run (its dir resumes alone)."""
+    if config.num_seeds == 1:
+        return config.replace(resume=run_dir if config.resume else None)
+    group = config.wandb_group or (os.path.basename(os.path.dirname(run_dir)) if run_dir else None)
+    name = f"{config.wandb_name}-seed{seed}" if config.wandb_name else (f"{group}-seed{seed}" if group else None)
+    return config.replace(seed=seed, num_seeds=1, wandb_name=name, wandb_group=group,
+                          resume=run_dir if config.resume else None)
+
+
+def common_steps(dirs: list[str]) -> list[int]:
+    """Checkpoint steps every seed directory has, oldest first."""
+    both = set.intersection(*[set(checkpoint_steps(d)) for d in dirs])
+    if not both:
+        raise CheckpointError(f"the seed directories share no checkpoint step ({', '.join(dirs)})")
+    return sorted(both)
+
+
+def restore_seeds(dirs: list[str], target) -> tuple[int, list]:
+    """(step, runner state per seed) at the newest step every seed can restore; an unreadable step
+    falls back to an older common one, saying so on stderr."""
+    errors, tried = [], []
+    for step in reversed(common_steps(dirs)):
+        try:
+            parts = [restore_runner(d, target, step)[1] for d in dirs]
+        except CheckpointError as e:
+            errors.append(str(e))
+            tried.append(step)
+            continue
+        if errors:
+            moved = [set_aside(d, s) for s in tried for d in dirs if os.path.isdir(os.path.join(d, str(s)))]
+            print(f"warning: resume: fell back to step {step}; newer steps unreadable ({'; '.join(errors)}); "
+                  f"set aside as {', '.join(moved)}", file=sys.stderr)
+        return step, parts
+    raise CheckpointError("resume: no step is readable in every seed directory (" + "; ".join(errors) + ")")
+
+
+def over_seeds(fn, mode: str):
+    """`fn` over the leading seed axis: batched (`vmap`: the fastest) or one seed after another
+    inside the same program (`map`: each seed runs exactly the one-seed computation, so seed i's
+    numbers are bit-identical to a one-seed run's)."""
+    def one(tree):  # a single seed: the plain program, no batching
+        out = fn(jax.tree.map(lambda x: x[0], tree))
+        return jax.tree.map(lambda x: x[None], out)
+
+    if mode == "vmap":
+        return lambda tree: one(tree) if jax.tree.leaves(tree)[0].shape[0] == 1 else jax.vmap(fn)(tree)
+    return lambda tree: one(tree) if jax.tree.leaves(tree)[0].shape[0] == 1 else jax.lax.map(fn, tree)
+
+
+def stack(trees):
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+
+
+def unstack(tree, i):
+    return jax.tree.map(lambda x: x[i], tree)
+
+
+def next_stop(done: int, stop: int, config: PPOConfig) -> int:
+    """The next update at which the loop must pause (chunk end, evaluation, checkpoint, stop)."""
+    n = min(config.updates_per_chunk, stop - done)
+    for every in (config.eval_every, config.checkpoint_every):
+        if every:
+            n = min(n, every - done % every)
+    return done + n
+
+
+def run(config: PPOConfig, run_dir: str | None = None, explicit: dict | None = None,
+        stop_request: StopRequest | None = None) -> dict:
+    """Train (or continue, when `config.resume` is set) and return the summary.
+
+    One seed: the summary dict (with `params`). K seeds: {"run_dir", "seeds": [summary per seed],
+    "params": stacked parameters}.
+    """
+    config.validate()
+    explicit = explicit or {}
+    k = config.num_seeds
+    dirs = seed_dirs(config, run_dir)
+    process0 = jax.process_index() == 0
+    resuming = bool(config.resume)
+    if resuming:
+        newest = common_steps(dirs)[-1]
+        if newest >= config.total_updates:
+            return _already_finished(config, run_dir, dirs, newest)
+    elif run_dir and process0:
+        os.makedirs(run_dir, exist_ok=True)
+        write_run_file(run_dir, config=config.to_dict(), seeds=list(config.seeds))
+        if k > 1:  # each seed's directory describes itself too (it resumes and evaluates alone)
+            for s, d in zip(config.seeds, dirs, strict=True):
+                os.makedirs(d, exist_ok=True)
+                write_run_file(d, config=seed_config(config, s, d).to_dict(), seeds=[s], group=run_dir)
+    trackers = None
+    if not resuming:  # before the program is built: a sweep agent may set options through wandb.config
+        trackers = [Tracker(seed_config(config, s, d), d, explicit, active=process0)
+                    for s, d in zip(config.seeds, dirs, strict=True)]
+        if k == 1:
+            config = trackers[0].config
+    sharding = data_sharding(config)
+    trainer = make_train(config, sharding)
+    keys = jnp.stack([jax.random.PRNGKey(s) for s in config.seeds])
+    init = jax.vmap(trainer.init)
+    shardings = runner_shardings(jax.eval_shape(init, keys), sharding, seeds_axis=True)
+    runner = jax.jit(init, out_shardings=shardings)(keys)
+    done = 0
+    if resuming:
+        one = jax.eval_shape(lambda r: unstack(r, 0), runner)
+        if shardings is not None:
+            one = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=_drop_seed_axis(s)),
+                               one, shardings)
+        done, parts = restore_seeds(dirs, one)
+        runner = jax.device_put(stack(parts), shardings) if shardings is not None else stack(parts)
+        # options given now win for the hyperparameters that are data (lr, SRR weights, entropy bonus)
+        runner = runner._replace(hyper=jax.tree.map(lambda v: jnp.full((k,), v), hyper_from(config)))
+        print(f"resumed {run_dir} at update {done}" + (f" ({k} seeds)" if k > 1 else ""), file=sys.stderr)
+        trackers = [Tracker(seed_config(config, s, d), d, explicit, active=process0, resume_from=done)
+                    for s, d in zip(config.seeds, dirs, strict=True)]
+    ckpts = [Checkpointer(d, config.best_metric, config.keep_best) if d else None for d in dirs]
     evaluator = PolicyEvaluator(trainer.net, config.eval_servers, config.eval_seeds,
                                 EnvConfig(rho=config.rho, workflows_per_server=config.workflows_per_server,
                                           workload_seed=config.eval_workload_seed))
-    chunk = jax.jit(trainer.update_chunk, static_argnums=1)
-    stop = config.total_updates if not config.stop_after else min(config.total_updates, config.stop_after)
-    bar = None
-    if config.progress:
-        from tqdm import tqdm
+    chunks: dict[int, object] = {}
 
-        bar = tqdm(total=config.total_updates, initial=done, unit="update", dynamic_ncols=True, file=sys.stderr)
-    eval_metrics: dict = {}
-    history = []
-    chunks = 0
+    def chunk(runner, n):
+        if n not in chunks:
+            chunks[n] = jax.jit(over_seeds(lambda r: trainer.update_chunk(r, n), config.seed_batching), donate_argnums=0)
+        return chunks[n](runner)
+
+    stop = config.total_updates if not config.stop_after else min(config.total_updates, config.stop_after)
+    bar = _progress(config, done) if process0 else None
+    eval_metrics: list[dict] = [{} for _ in range(k)]
+    lasts: list[dict] = [{} for _ in range(k)]
     t_start = time.perf_counter()
+    stopped_by = None
     while done < stop:
-        n = min(config.updates_per_chunk, stop - done)
+        target = next_stop(done, stop, config)
+        n = target - done
         t0 = time.perf_counter()
-        runner, last, stacked = chunk(runner, n)
-        last = {k: float(v) for k, v in jax.device_get(last).items()}
+        runner, _, stacked = chunk(runner, n)
         stacked = jax.device_get(stacked)
-        eps = np.asarray(stacked["train/episodes"], np.float64)
-        for k in ("train/mean_response", "train/episode_return"):  # over every episode that ended in the chunk
-            last[k] = float(np.sum(np.asarray(stacked[k]) * eps) / max(eps.sum(), 1.0))
-        last["train/episodes"] = float(eps.sum())
         dt = time.perf_counter() - t0
-        done += n
-        chunks += 1
-        last["perf/decisions_per_s"] = n * config.decisions_per_update / dt
-        last["perf/decisions"] = done * config.decisions_per_update
-        last["perf/wall_s"] = time.perf_counter() - t_start
-        final = done >= stop
-        if final or (config.eval_every and chunks % config.eval_every == 0):
-            eval_metrics = evaluator(runner.train_state.params)
-            last.update(eval_metrics)
-            if ckpt:
-                ckpt.save(done, runner, runner.train_state.params, config.to_dict(), eval_metrics)
-        tracker.log(last, step=done)
-        history.append({"update": done, **last})
-        if bar is None:
-            ev = f" eval {config.best_metric}={eval_metrics[config.best_metric]:.3f}" if config.best_metric in eval_metrics else ""
-            print(f"update {done}/{config.total_updates} decisions/s {last['perf/decisions_per_s']:.0f} "
-                  f"train resp {last['train/mean_response']:.1f} entropy {last['loss/entropy']:.3f}{ev} "
-                  f"({last['perf/wall_s']:.0f} s)", file=sys.stderr, flush=True)
-        else:
-            post = {"dec/s": f"{last['perf/decisions_per_s']:.0f}", "resp": f"{last['train/mean_response']:.1f}"}
-            if config.best_metric in eval_metrics:
-                post["eval"] = f"{eval_metrics[config.best_metric]:.3f}"
-            bar.set_postfix(post)
-            bar.update(n)
+        done = target
+        final = done >= config.total_updates
+        stopped_by = stop_request.signal if stop_request is not None else None
+        evaluate = final or (config.eval_every and done % config.eval_every == 0)
+        save = evaluate or stopped_by or done >= stop or (config.checkpoint_every and done % config.checkpoint_every == 0)
+        new_eval = evaluator.seeds_stacked(runner.train_state.params) if evaluate else [{} for _ in range(k)]
+        for i in range(k):
+            last = _chunk_metrics(jax.tree.map(lambda x, i=i: x[i], stacked))
+            last["perf/decisions_per_s"] = k * n * config.decisions_per_update / dt
+            last["perf/decisions"] = done * config.decisions_per_update
+            last["perf/wall_s"] = time.perf_counter() - t_start
+            if evaluate:
+                eval_metrics[i] = new_eval[i]
+                last.update(new_eval[i])
+            lasts[i] = last
+            if save and ckpts[i]:
+                one = unstack(runner, i)
+                ckpts[i].save(done, one, one.train_state.params, seed_config(config, config.seeds[i], dirs[i]).replace(
+                    resume=None).to_dict(), new_eval[i])
+            trackers[i].log(last, step=done)
+        if bar is not None:
+            bar.show(done, n, lasts, eval_metrics)
+        if stopped_by:
+            break
     if bar is not None:
         bar.close()
-    if ckpt:
-        ckpt.close()
-    summary = {"run_dir": run_dir, "updates": done, "config": config.to_dict(), "final": history[-1] if history else {},
-               "eval": eval_metrics}
-    if run_dir:
-        atomic_write_json(os.path.join(run_dir, "summary.json"), summary)
-        atomic_write_text(os.path.join(run_dir, "history.jsonl"), "".join(json.dumps(r) + "\n" for r in history))
-    if eval_metrics:
-        print(format_eval(eval_metrics, config.eval_servers))
-    if run_dir:
-        print(f"checkpoints: {run_dir}  (evaluate: python -m train.evaluate --checkpoint {run_dir})")
-    tracker.finish()
-    summary["params"] = runner.train_state.params
-    return summary
+    for c in ckpts:
+        if c:
+            c.close()
+    summaries = []
+    for i, s in enumerate(config.seeds):
+        summary = {"run_dir": dirs[i], "updates": done, "finished": done >= config.total_updates,
+                   "config": seed_config(config, s, dirs[i]).replace(resume=None).to_dict(),
+                   "final": {kk: jsonable(v) for kk, v in lasts[i].items()},
+                   "eval": eval_metrics[i]}
+        if process0:
+            trackers[i].write_summary(summary)
+            _learning_curve(trackers[i])
+        trackers[i].finish()
+        summaries.append(summary)
+    if process0:
+        if any(eval_metrics):
+            print(format_eval(eval_metrics, config.eval_servers, config.seeds))
+        if stopped_by or (done < config.total_updates):
+            why = stopped_by or f"stop_after={config.stop_after}"
+            print(f"stopped at update {done} of {config.total_updates} ({why}); continue with: "
+                  f"python -m train.ppo --resume {run_dir}", file=sys.stderr)
+        elif run_dir:
+            target = run_dir if k == 1 else os.path.join(run_dir, f"seed{config.seeds[0]}")
+            print(f"checkpoints: {run_dir}  (evaluate: python -m train.evaluate --checkpoint {target})")
+    if k == 1:
+        return {**summaries[0], "params": unstack(runner.train_state.params, 0)}
+    return {"run_dir": run_dir, "updates": done, "seeds": summaries, "params": runner.train_state.params}
 
 
+def _drop_seed_axis(sharding):
+    from jax.sharding import NamedSharding, PartitionSpec
+
+    spec = tuple(sharding.spec)[1:] if len(sharding.spec) else ()
+    return NamedSharding(sharding.mesh, PartitionSpec(*spec))
 
 
-def format_eval(metrics: dict, sizes) -> str:
-    lines = [f"{'N':>4}{'mean resp':>11}{'P95 resp':>10}{'makespan':>10}{'norm mean resp (vs RR)':>24}"]
-    for n in sizes:
-        lines.append(f"{n:>4}{metrics[f'eval/{n}/mean_response']:>11.1f}{metrics[f'eval/{n}/p95_response']:>10.1f}"
-                     f"{metrics[f'eval/{n}/makespan']:>10.1f}{metrics[f'eval/{n}/norm_mean_response']:>24.3f}")
+def _already_finished(config: PPOConfig, run_dir, dirs, done: int) -> dict:
+    import json
+
+    print(f"{run_dir}: already finished at update {done} of {config.total_updates}; nothing to do "
+          "(give a larger --total_updates to extend it)", file=sys.stderr)
+    summaries = []
+    for d in dirs:
+        path = os.path.join(d, "summary.json")
+        summaries.append(json.load(open(path)) if os.path.exists(path) else {"run_dir": d, "updates": done})
+    if len(dirs) == 1:
+        return summaries[0]
+    return {"run_dir": run_dir, "updates": done, "seeds": summaries}
+
+
+def _chunk_metrics(stacked: dict) -> dict:
+    """One chunk's metrics: the last update's, with the training means taken over every episode that
+    ended in the chunk (NaN when none did)."""
+    last = {kk: float(np.asarray(v)[-1]) for kk, v in stacked.items()}
+    eps = np.asarray(stacked["train/episodes"], np.float64)
+    for kk in ("train/mean_response", "train/episode_return"):
+        vals = np.nan_to_num(np.asarray(stacked[kk], np.float64))
+        last[kk] = float(np.sum(vals * eps) / eps.sum()) if eps.sum() > 0 else float("nan")
+    last["train/episodes"] = float(eps.sum())
+    return last
+
+
+class _Progress:
+    """A tqdm bar (or one line per chunk) that says what each number is."""
+
+    def __init__(self, config: PPOConfig, done: int):
+        self.config = config
+        self.metric = config.best_metric
+        self.bar = None
+        if config.progress:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=config.total_updates, initial=done, unit="update", dynamic_ncols=True, file=sys.stderr)
+
+    def _eval_text(self, eval_metrics) -> str:
+        vals = [e[self.metric] for e in eval_metrics if self.metric in e]
+        if not vals:
+            return ""
+        what = _describe(self.metric)
+        return f"{what} {np.mean(vals):.3f}" + (f" (mean of {len(vals)} seeds)" if len(vals) > 1 else "")
+
+    def show(self, done, n, lasts, eval_metrics):
+        resp = np.nanmean([x["train/mean_response"] for x in lasts]) if any(
+            np.isfinite(x["train/mean_response"]) for x in lasts) else float("nan")
+        resp_text = f"{resp:.1f} s" if np.isfinite(resp) else "-"
+        ev = self._eval_text(eval_metrics)
+        dps = lasts[0]["perf/decisions_per_s"]
+        if self.bar is None:
+            print(f"update {done}/{self.config.total_updates}  decisions/s {dps:,.0f}  train mean response {resp_text}  "
+                  f"entropy {np.mean([x['loss/entropy'] for x in lasts]):.3f}" + (f"  {ev}" if ev else "")
+                  + f"  ({lasts[0]['perf/wall_s']:.0f} s)", file=sys.stderr, flush=True)
+        else:
+            post = {"dec/s": f"{dps:,.0f}", "train resp": resp_text}
+            if ev:
+                post["eval"] = ev
+            self.bar.set_postfix(post)
+            self.bar.update(n)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _progress(config, done):
+    return _Progress(config, done)
+
+
+def _describe(metric: str) -> str:
+    """'eval/16/norm_mean_response' -> 'mean response / round-robin's at N=16'."""
+    parts = metric.split("/")
+    if len(parts) == 3 and parts[0] == "eval":
+        name = parts[2]
+        for prefix, ref in (("norm_", "round-robin's"), ("vs_eft_", "EFT's")):
+            if name.startswith(prefix):
+                return f"{name[len(prefix):].replace('_', ' ')} / {ref} at N={parts[1]}"
+        return f"{name.replace('_', ' ')} at N={parts[1]}"
+    return metric
+
+
+def format_eval(eval_metrics: list[dict], sizes, seeds) -> str:
+    """The final evaluation as a table (one block per seed when there are several)."""
+    lines = []
+    for metrics, seed in zip(eval_metrics, seeds, strict=True):
+        if not metrics:
+            continue
+        if len(seeds) > 1:
+            lines.append(f"seed {seed}:")
+        lines.append(f"{'N':>4}{'mean resp (s)':>15}{'P95 resp (s)':>14}{'makespan (s)':>14}"
+                     f"{'mean resp / RR':>16}{'mean resp / EFT':>17}")
+        for n in sizes:
+            lines.append(f"{n:>4}{metrics[f'eval/{n}/mean_response']:>15.1f}{metrics[f'eval/{n}/p95_response']:>14.1f}"
+                         f"{metrics[f'eval/{n}/makespan']:>14.1f}{metrics[f'eval/{n}/norm_mean_response']:>16.3f}"
+                         f"{metrics[f'eval/{n}/vs_eft_mean_response']:>17.3f}")
+    if lines:
+        lines.append("(ratios: mean over the evaluation episodes of the per-episode ratio, same episodes for every policy)")
     return "\n".join(lines)
+
+
+def _learning_curve(tracker: Tracker) -> None:
+    """`curve.png` in the run directory: training and evaluation mean response against updates."""
+    if not tracker.run_dir:
+        return
+    rows = tracker.history()
+    if not rows:
+        return
+    from train.plots import plot_learning_curve
+
+    plot_learning_curve(rows, os.path.join(tracker.run_dir, "curve.png"), tracker.config.best_metric)

@@ -1,10 +1,11 @@
 """Greedy evaluation of network parameters at several cluster sizes, compiled once.
 
 Every eval size runs in one program padded to the largest (a seed draws the
-same episode whatever the padding), vmapped over (size, seed) pairs with the
-size as data, so periodic evaluation during training costs one compilation.
-The metrics are the evaluation harness's (`train.evaluate`), normalized per
-seed to round-robin on the same episodes.
+same episode whatever the padding), vmapped over (size, episode) pairs with
+the size as data, and over the seeds of a K-seed run, so periodic evaluation
+during training costs one compilation. The metrics are the evaluation
+harness's (`jaxsched.evaluation`), as ratios per episode to round-robin
+(`norm_*`) and to EFT (`vs_eft_*`) on the same episodes.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from envs import EnvConfig, make_params
-from jaxsched.baselines import round_robin
-from train.evaluate import METRICS, episode_keys, mean_ci, play
+from jaxsched.baselines import earliest_finish, round_robin
+from jaxsched.evaluation import METRICS, episode_keys, mean_ci, play
+
+REFERENCES = {"norm": round_robin, "vs_eft": earliest_finish}
 
 
 class PolicyEvaluator:
@@ -34,9 +37,12 @@ class PolicyEvaluator:
             del key
             return jnp.argmax(net.apply(net_params, obs)[0]).astype(jnp.int32)
 
-        self._net = jax.jit(lambda q: jax.vmap(lambda ns, k: one(greedy, q, ns, k))(n, keys))
-        self._rr = jax.jit(lambda: jax.vmap(lambda ns, k: one(lambda _, k2, o: round_robin(k2, o), None, ns, k))(n, keys))
-        self._baseline = None
+        per_pair = lambda q: jax.vmap(lambda ns, k: one(greedy, q, ns, k))(n, keys)  # noqa: E731
+        self._net = jax.jit(per_pair)
+        self._net_seeds = jax.jit(jax.vmap(per_pair))  # stacked parameters of K seeds
+        self._refs = {prefix: jax.jit(lambda p=p: jax.vmap(lambda ns, k: one(lambda _, k2, o: p(k2, o), None, ns, k))(n, keys))
+                      for prefix, p in REFERENCES.items()}
+        self._baselines = None
 
     def _split(self, metrics) -> dict[int, dict[str, np.ndarray]]:
         host = jax.device_get(metrics)
@@ -46,14 +52,25 @@ class PolicyEvaluator:
     def raw(self, net_params) -> dict[int, dict[str, np.ndarray]]:
         return self._split(self._net(net_params))
 
-    def __call__(self, net_params) -> dict[str, float]:
-        """Flat metrics `eval/<N>/<metric>` and `eval/<N>/norm_<metric>` (ratio to round-robin, mean over seeds)."""
-        if self._baseline is None:
-            self._baseline = self._split(self._rr())
+    def _flat(self, raw) -> dict[str, float]:
+        if self._baselines is None:
+            self._baselines = {prefix: self._split(f()) for prefix, f in self._refs.items()}
         out = {}
-        for size, metrics in self.raw(net_params).items():
+        for size, metrics in raw.items():
             for m in METRICS:
                 out[f"eval/{size}/{m}"] = float(metrics[m].mean())
-                ratio = metrics[m] / np.maximum(self._baseline[size][m], 1e-12)
-                out[f"eval/{size}/norm_{m}"], lo, hi = mean_ci(ratio)
+                for prefix, base in self._baselines.items():
+                    ratio = metrics[m] / np.maximum(base[size][m], 1e-12)
+                    out[f"eval/{size}/{prefix}_{m}"] = mean_ci(ratio)[0]
         return out
+
+    def __call__(self, net_params) -> dict[str, float]:
+        """Flat metrics `eval/<N>/<metric>`, `eval/<N>/norm_<metric>` (mean per-episode ratio to round-robin)
+        and `eval/<N>/vs_eft_<metric>` (to EFT)."""
+        return self._flat(self.raw(net_params))
+
+    def seeds_stacked(self, stacked_params) -> list[dict[str, float]]:
+        """The same for the K seeds of stacked parameters (leading axis K), in one call."""
+        host = jax.device_get(self._net_seeds(stacked_params))
+        k = jax.tree.leaves(host)[0].shape[0]
+        return [self._flat(self._split(jax.tree.map(lambda x, i=i: x[i], host))) for i in range(k)]

@@ -7,8 +7,8 @@ import numpy as np
 from analysis.collect import collect
 from envs import EnvConfig, make_params
 from envs.env import reset, step
+from jaxsched.evaluation import episode_keys, eval_config
 from jaxsched.policy import PolicyConfig, SchedulerNet
-from train.evaluate import episode_keys, eval_config
 
 NET = SchedulerNet(PolicyConfig(embed_dim=16, num_heads=2, hidden=32, gnn_layers=1))
 BASE = EnvConfig()

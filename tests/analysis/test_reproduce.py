@@ -63,20 +63,20 @@ def test_rerun_loads_finished_runs_and_resumes_interrupted_ones(tiny, tmp_path, 
     import jax
     import numpy as np
 
-    from train import loop
+    from train import ppo
     from train.checkpoint import load_params
 
     out, _, _ = tiny
     proto = reproduce.PRESETS["tiny"]
     _, straight, _ = load_params(str(out / "runs" / "no_srr-seed0"))
     # interrupted: the same run stopped half way, then picked up by the same call the study makes
-    loop.run(reproduce.train_argv(proto, "no_srr", 0, str(tmp_path), "disabled") + ["--stop_after=2"])
+    ppo.main(reproduce.train_argv(proto, "no_srr", 0, str(tmp_path), "disabled") + ["--stop_after=2"])
     resumed = reproduce.train_variant(proto, "no_srr", 0, str(tmp_path), "disabled")
     assert resumed["updates"] == resumed["config"]["total_updates"]
     for a, b in zip(jax.tree.leaves(straight), jax.tree.leaves(resumed["params"])):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     # finished: loaded from disk, never retrained
-    monkeypatch.setattr(loop, "run", lambda argv: pytest.fail(f"retrained a finished run: {argv}"))
+    monkeypatch.setattr(ppo, "main", lambda argv: pytest.fail(f"retrained a finished run: {argv}"))
     again = reproduce.train_variant(proto, "no_srr", 0, str(out), "disabled")
     assert again["updates"] == again["config"]["total_updates"]
     for a, b in zip(jax.tree.leaves(straight), jax.tree.leaves(again["params"])):

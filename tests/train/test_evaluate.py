@@ -8,6 +8,7 @@ import pytest
 
 from envs import make_params
 from jaxsched import baselines
+from jaxsched import evaluation as H
 from train import evaluate as E
 
 N, SEEDS = 4, 2
@@ -15,9 +16,9 @@ N, SEEDS = 4, 2
 
 @pytest.fixture(scope="module")
 def setup():
-    config = E.eval_config(N)
+    config = H.eval_config(N)
     params = make_params(config)
-    jax_res = E.run_jax_policies({"eft": baselines.earliest_finish, "fate_lite": baselines.fate_lite,
+    jax_res = H.run_jax_policies({"eft": baselines.earliest_finish, "fate_lite": baselines.fate_lite,
                                   "round_robin": baselines.round_robin}, params, SEEDS)
     return config, params, jax_res
 
@@ -27,39 +28,39 @@ def test_jax_and_reference_paths_give_the_same_metrics(setup, name):
     config, params, jax_res = setup
     policy = {"eft": baselines.earliest_finish, "fate_lite": baselines.fate_lite,
               "round_robin": baselines.round_robin}[name]
-    host = E.run_host_policy(lambda: E.host_adapter(policy), config, SEEDS, params)
-    for m in E.METRICS:
+    host = H.run_host_policy(lambda: H.host_adapter(policy), config, SEEDS, params)
+    for m in H.METRICS:
         np.testing.assert_allclose(jax_res[name][m], host[m], rtol=1e-4, err_msg=m)
 
 
 def test_policies_batched_together_match_each_alone(setup):
     """The switch over policies and the shared vmap do not leak between (policy, seed) pairs."""
     _, params, jax_res = setup
-    alone = E.run_jax_policies({"fate_lite": baselines.fate_lite}, params, SEEDS)
-    for m in E.METRICS:
+    alone = H.run_jax_policies({"fate_lite": baselines.fate_lite}, params, SEEDS)
+    for m in H.METRICS:
         np.testing.assert_array_equal(alone["fate_lite"][m], jax_res["fate_lite"][m])
 
 
 def test_every_policy_sees_the_same_episodes(setup):
     """Common random numbers: seed i is one instance, whatever the policy; seeds differ."""
     config, params, _ = setup
-    a = E.instances(config, SEEDS, params)
-    b = E.instances(config, SEEDS, params)
+    a = H.instances(config, SEEDS, params)
+    b = H.instances(config, SEEDS, params)
     assert a == b and a[0] != a[1]
     assert a[0].n_servers == N and len(a[0].workflows) == 4 * N
 
 
 def test_mean_ci_uses_student_t():
-    m, lo, hi = E.mean_ci(np.array([1.0, 2.0, 3.0]))
+    m, lo, hi = H.mean_ci(np.array([1.0, 2.0, 3.0]))
     half = 4.302652729911275 / math.sqrt(3)  # t(0.975, 2) * s / sqrt(n), s = 1
     assert m == 2.0 and lo == pytest.approx(2 - half) and hi == pytest.approx(2 + half)
-    assert E.mean_ci(np.array([5.0])) == (5.0, 5.0, 5.0)
+    assert H.mean_ci(np.array([5.0])) == (5.0, 5.0, 5.0)
 
 
 def test_summarize_normalizes_per_seed_to_round_robin():
-    res = {8: {"round_robin": {m: np.array([10.0, 20.0]) for m in E.METRICS},
-               "eft": {m: np.array([5.0, 15.0]) for m in E.METRICS}}}
-    rows = {r["policy"]: r for r in E.summarize(res)}
+    res = {8: {"round_robin": {m: np.array([10.0, 20.0]) for m in H.METRICS},
+               "eft": {m: np.array([5.0, 15.0]) for m in H.METRICS}}}
+    rows = {r["policy"]: r for r in H.summarize(res)}
     assert rows["round_robin"]["norm_mean_response"] == 1.0
     assert rows["eft"]["norm_mean_response"] == pytest.approx((0.5 + 0.75) / 2)  # mean of ratios
     assert rows["eft"]["mean_response"] == 10.0 and rows["eft"]["servers"] == 8 and rows["eft"]["seeds"] == 2

@@ -12,7 +12,7 @@ import pytest
 
 from train import evaluate as E
 from train.config import PPOConfig, parse_args, parse_value
-from train.loop import run
+from train.ppo import main as run
 
 TINY = ["--preset=cpu-quick", "--wandb_mode=disabled", "--progress=false"]
 
@@ -41,9 +41,10 @@ def test_a_run_logs_evaluates_and_checkpoints(straight):
         assert np.isfinite(final[k]), k
     run_dir = straight["run_dir"]
     assert json.load(open(os.path.join(run_dir, "summary.json")))["updates"] == 4
-    assert len(open(os.path.join(run_dir, "history.jsonl")).read().splitlines()) == 2
+    assert [json.loads(x)["update"] for x in open(os.path.join(run_dir, "history.jsonl"))] == [2, 4]
     steps = sorted(int(s) for s in os.listdir(run_dir) if s.isdigit())
     assert steps[-1] == 4  # the latest is always kept
+    assert os.path.exists(os.path.join(run_dir, "curve.png"))
 
 
 def test_same_seed_same_parameters(straight, tmp_path):
@@ -55,10 +56,11 @@ def test_same_seed_same_parameters(straight, tmp_path):
 
 def test_half_then_resume_equals_straight(straight, tmp_path):
     half = run(TINY + [f"--checkpoint_dir={tmp_path}", "--wandb_name=half", "--stop_after=2"])
-    assert half["updates"] == 2
-    resumed = run(TINY + [f"--resume={half['run_dir']}"])
+    assert half["updates"] == 2 and not half["finished"]
+    resumed = run(["--wandb_mode=disabled", "--progress=false", f"--resume={half['run_dir']}"])
     assert resumed["updates"] == 4
     assert same_tree(resumed["params"], straight["params"])
+    assert resumed["eval"] == straight["eval"]
 
 
 def test_a_corrupt_latest_checkpoint_falls_back_to_the_previous(straight, tmp_path, capsys):
@@ -68,18 +70,18 @@ def test_a_corrupt_latest_checkpoint_falls_back_to_the_previous(straight, tmp_pa
         for f in files:
             if root.endswith("state") or "state" in root.split(os.sep)[-2:]:
                 open(os.path.join(root, f), "wb").write(b"garbage")
-    out = run(TINY + [f"--resume={run_dir}", "--total_updates=4"])
+    out = run(["--wandb_mode=disabled", "--progress=false", f"--resume={run_dir}", "--total_updates=6"])
     assert "fell back to step 2" in capsys.readouterr().err
-    assert out["updates"] == 4
+    assert out["updates"] == 6
 
 
 def test_a_missing_or_empty_checkpoint_is_a_clear_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
-        run(TINY + [f"--resume={tmp_path / 'nope'}"])
+        run(["--wandb_mode=disabled", f"--resume={tmp_path / 'nope'}"])
     assert e.value.code == 2 and "does not exist" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
     with pytest.raises(SystemExit):
-        run(TINY + [f"--resume={tmp_path / 'empty'}"])
+        run(["--wandb_mode=disabled", f"--resume={tmp_path / 'empty'}"])
     assert "holds no checkpoint" in capsys.readouterr().err
 
 
@@ -123,20 +125,23 @@ def test_bad_options_name_the_field(args, message, capsys):
 
 
 MULTI = r"""
-import jax, numpy as np
+import jax, jax.numpy as jnp, numpy as np
 from train.config import PPOConfig, PRESETS
-from train.loop import data_sharding, place
-from train.ppo import make_train
+from train.devices import data_sharding, runner_shardings
+from train.learner import make_train
 cfg = PPOConfig(**PRESETS["cpu-quick"])
 outs = []
 for devices in (1, 4):
     c = cfg.replace(devices=devices)
     sharding = data_sharding(c)
     trainer = make_train(c, sharding)
-    runner = place(jax.jit(trainer.init)(jax.random.PRNGKey(0)), sharding, c.num_envs)
-    runner, last, _ = jax.jit(trainer.update_chunk, static_argnums=1)(runner, 2)
+    keys = jnp.stack([jax.random.PRNGKey(0)])
+    init = jax.vmap(trainer.init)
+    runner = jax.jit(init, out_shardings=runner_shardings(jax.eval_shape(init, keys), sharding, True))(keys)
+    runner, last, _ = jax.jit(jax.vmap(lambda r: trainer.update_chunk(r, 2)))(runner)
     if devices == 4:
         assert len(runner.obs.servers.sharding.device_set) == 4
+        assert len(runner.train_state.params["params"]["q"]["kernel"].sharding.device_set) == 4  # replicated
     outs.append(jax.device_get(runner.train_state.params))
 diff = max(float(np.max(np.abs(a - b))) for a, b in zip(jax.tree.leaves(outs[0]), jax.tree.leaves(outs[1])))
 scale = max(float(np.max(np.abs(a))) for a in jax.tree.leaves(outs[0]))
@@ -161,6 +166,6 @@ def test_checkpoints_keep_the_latest_and_the_best(tmp_path):
     for step, m in [(1, 0.5), (2, 0.3), (3, 0.9), (4, 0.8)]:
         c.save(step, {"a": jnp.full(3, step)}, {"w": jnp.full(2, step)}, {"seed": 0}, {"eval/16/norm_mean_response": m})
     c.close()
-    assert sorted(int(s) for s in os.listdir(tmp_path) if s.isdigit()) == [2, 4]  # best (0.3) and latest
+    assert sorted(int(s) for s in os.listdir(tmp_path) if s.isdigit()) == [2, 3, 4]  # best (0.3) and the latest two
     step, params, config = load_params(str(tmp_path))
     assert step == 4 and np.asarray(params["w"]).tolist() == [4, 4] and config == {"seed": 0}
