@@ -1,4 +1,4 @@
-"""The workflow-scheduling environment (spec v1): JAX env, reference simulator, traces."""
+"""The workflow-scheduling environment (spec v2): JAX env, reference simulator, traces, adapters."""
 
 from envs.config import EnvConfig, make_params
 from envs.env import episode_metrics, reset, step

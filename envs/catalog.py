@@ -32,6 +32,8 @@ DEFAULT_GPUS: tuple[GpuSpec, ...] = (
     GpuSpec("A100", 80.0, 6000.0, 100.0, 4.0),
     GpuSpec("L40S", 48.0, 4000.0, 70.0, 3.0),
     GpuSpec("L4", 24.0, 1500.0, 30.0, 2.0),
+    GpuSpec("H200", 141.0, 13000.0, 210.0, 5.0),
+    GpuSpec("B200", 180.0, 24000.0, 330.0, 6.0),
 )
 
 DEFAULT_MODELS: tuple[ModelSpec, ...] = (
@@ -39,12 +41,13 @@ DEFAULT_MODELS: tuple[ModelSpec, ...] = (
     ModelSpec("14B", 14.0, 28.0),
     ModelSpec("32B", 32.0, 64.0),
     ModelSpec("70B-fp8", 70.0, 70.0),
+    ModelSpec("3B", 3.0, 6.0),  # light roles: routers, guards, query rewriting (appended: indices stay)
 )
 
 # Default share of each GPU type when a cluster is sampled (same order as DEFAULT_GPUS).
-DEFAULT_GPU_WEIGHTS: tuple[float, ...] = (0.35, 0.35, 0.2, 0.1)
+DEFAULT_GPU_WEIGHTS: tuple[float, ...] = (0.25, 0.25, 0.15, 0.10, 0.15, 0.10)
 
-SPEC_VERSION = 1
+SPEC_VERSION = 2
 
 NET_LATENCY_S = 0.02  # a remote parent's output arrives this long after it finishes
 TASK_OVERHEAD_S = 0.01  # fixed cost of every call

@@ -19,7 +19,7 @@ from envs import templates as tpl
 from envs.types import BankArrays, EnvParams, pack_bank
 from envs.workload import Bank, generate_bank
 
-DEFAULT_ROLE_MODELS = (("worker", "8B"), ("agent", "14B"), ("planner", "32B"), ("judge", "70B-fp8"))
+DEFAULT_ROLE_MODELS = (("worker", "8B"), ("agent", "14B"), ("planner", "32B"), ("judge", "70B-fp8"), ("light", "3B"))
 
 
 @dataclass(frozen=True)

@@ -149,12 +149,13 @@ def reset_from(params: EnvParams, gpu, active, init_model, arrivals, wf_bank, ra
         gpu=gpu, active=active, free_at=jnp.zeros(n, jnp.float32), resident=resident,
         model_stamp=jnp.full((n, m), -1, jnp.int32), cache_key=jnp.full((n, k), -1, jnp.int32),
         cache_stamp=jnp.full((n, k), -1, jnp.int32), recent_finish=jnp.full((n, q), -INF),
+        recent_start=jnp.zeros((n, q), jnp.float32), recent_expected=jnp.zeros((n, q), jnp.float32),
         n_assigned=jnp.zeros(n, jnp.int32), busy=jnp.zeros(n, jnp.float32),
         slot_bank=slot_bank, slot_seq=jnp.where(occupied, seq, -1).astype(jnp.int32),
         slot_arrival=slot_arrival, slot_admit=slot_arrival, slot_assigned=jnp.zeros(w_slots, jnp.uint32),
         slot_next_ready=nr, slot_next_task=nt, slot_max_finish=jnp.full(w_slots, -INF),
         task_server=jnp.full((w_slots, t), -1, jnp.int32), task_finish=jnp.zeros((w_slots, t), jnp.float32),
-        task_ready=ready0,
+        task_seq=jnp.zeros((w_slots, t), jnp.int32), task_ready=ready0,
         arrivals=arrivals, wf_bank=wf_bank, next_admit=jnp.sum(occupied).astype(jnp.int32),
         n_arrived=jnp.int32(0), n_completed=jnp.int32(0), decisions=jnp.int32(0), clock=jnp.float32(0.0),
         pending_cost=jnp.float32(0.0), cur_slot=jnp.int32(0), cur_task=jnp.int32(0), done=jnp.bool_(False),
@@ -218,12 +219,12 @@ def step(key, state: EnvState, action, params: EnvParams):
     s = jnp.where(ok, a_clip, jnp.argmax(mask)).astype(jnp.int32)
     g = state.gpu[s]
 
-    # --- parents: locality and readiness ---
+    # --- parents: locality (same server and same model) and readiness (latency across servers) ---
     is_parent = parent_flags(row.parents[c], t)
     p_srv, p_fin = state.task_server[w], state.task_finish[w]
-    local = is_parent & (p_srv == s)
-    remote = is_parent & ~local
-    parents_ready = jnp.max(jnp.where(is_parent, p_fin + jnp.where(local, 0.0, params.net_latency_s), -INF))
+    same_server = is_parent & (p_srv == s)
+    remote = is_parent & ~(same_server & (row.model == model))  # outputs the child's model must prefill
+    parents_ready = jnp.max(jnp.where(is_parent, p_fin + jnp.where(same_server, 0.0, params.net_latency_s), -INF))
     ready = jnp.maximum(state.slot_admit[w], parents_ready) + row.tool_delay[c]
     start = jnp.maximum(state.free_at[s], ready)
 
@@ -255,6 +256,7 @@ def step(key, state: EnvState, action, params: EnvParams):
     remote_tok = jnp.sum(jnp.where(remote, row.output, 0.0))
     prompt = row.input_tokens[c] + jnp.where(hit, 0.0, prefix) + remote_tok
     duration = load_s + prompt / pre + row.output[c] / dec + params.task_overhead_s
+    expected = load_s + prompt / pre + row.expected_output[c] / dec + params.task_overhead_s
     finish = start + duration
 
     # --- write the server (in place: only row s changes) ---
@@ -269,6 +271,8 @@ def step(key, state: EnvState, action, params: EnvParams):
         cache_key=at_s(state.cache_key, ck),
         cache_stamp=at_s(state.cache_stamp, cs),
         recent_finish=at_s(state.recent_finish, jnp.where(ring, finish, state.recent_finish[s])),
+        recent_start=at_s(state.recent_start, jnp.where(ring, start, state.recent_start[s])),
+        recent_expected=at_s(state.recent_expected, jnp.where(ring, expected, state.recent_expected[s])),
         n_assigned=at_s(state.n_assigned, state.n_assigned[s] + 1),
         busy=at_s(state.busy, state.busy[s] + duration),
     )
@@ -280,6 +284,7 @@ def step(key, state: EnvState, action, params: EnvParams):
     is_child = ((row.parents >> jnp.asarray(c, jnp.uint32)) & 1) == 1
     row_srv = jnp.where(is_c, s, p_srv)
     row_fin = jnp.where(is_c, finish, p_fin)
+    row_seq = jnp.where(is_c, state.n_assigned[s], state.task_seq[w])
     row_ready = jnp.where(is_child, jnp.maximum(state.task_ready[w], finish), state.task_ready[w])
     max_finish = jnp.maximum(state.slot_max_finish[w], finish)
     complete = assigned == full_mask(row.n_tasks)
@@ -315,6 +320,7 @@ def step(key, state: EnvState, action, params: EnvParams):
         slot_max_finish=put(st.slot_max_finish, jnp.where(complete, -INF, max_finish)),
         task_server=put(st.task_server, jnp.where(complete, -1, row_srv)),
         task_finish=put(st.task_finish, jnp.where(complete, 0.0, row_fin)),
+        task_seq=put(st.task_seq, jnp.where(complete, 0, row_seq)),
         task_ready=put(st.task_ready, f_ready),
         next_admit=st.next_admit + (admit_new & live),
     )
@@ -352,7 +358,8 @@ def step(key, state: EnvState, action, params: EnvParams):
         seq=state.decisions, workflow=state.slot_seq[w], task=c, server=s, decision_time=state.clock,
         start=start, finish=finish, load_s=load_s, prefix_hit=hit,
         prefix_s=jnp.where(hit, 0.0, prefix) / pre, remote_s=remote_tok / pre, prefill_s=row.input_tokens[c] / pre,
-        decode_s=row.output[c] / dec, invalid_action=~ok & live,
+        decode_s=row.output[c] / dec, n_evicted=jnp.sum(evict).astype(jnp.int32),
+        n_kept=jnp.sum(res & ~evict & (midx != model)).astype(jnp.int32), invalid_action=~ok & live,
     )
     info = {"decision": decision, "invalid_action": ~ok & live, "elapsed_s": jnp.where(live, t1 - state.clock, 0.0),
             **episode_metrics(st, params)}

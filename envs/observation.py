@@ -13,6 +13,8 @@ from envs.residency import lru_evictions
 from envs.sizes import episode_workflows
 from envs.types import DagView, EnvParams, EnvState, Observation
 
+INF = float("inf")
+
 KTOK = 1e-3
 
 
@@ -58,13 +60,16 @@ def observe(state: EnvState, params: EnvParams) -> Observation:
     prefix_hit = jnp.any(state.cache_key == app * m + model, axis=1)
     adjacency = ((row.parents[None, :] >> tidx[:, None].astype(jnp.uint32)) & 1).astype(bool)  # [p, c]
     # The children's other parents that are already placed: where the children will find inputs.
+    # Information rule: an unfinished co-parent counts with its expected output.
     is_child = adjacency[c]
     co_parent = jnp.any(adjacency & is_child[None, :], axis=1) & (tidx != c) & assigned
-    # Parents' output tokens and count per server, and co-parents' tokens, as one [3, T] x [T, N] product.
+    known_out = jnp.where(p_fin <= now, row.output, row.expected_output)
+    # Local parents (same server, same model: spec v2) tokens and count per server, and co-parents'
+    # tokens, as one [3, T] x [T, N] product. The current task's parents have all finished.
     placed = (p_srv[:, None] == sidx[None, :]).astype(jnp.float32)  # [T, N]
-    pf = is_parent.astype(jnp.float32)
+    pf = (is_parent & (row.model == model)).astype(jnp.float32)
     local_tok, n_local, child_co_tok = jnp.matmul(
-        jnp.stack([row.output * pf, pf, row.output * co_parent]), placed,
+        jnp.stack([row.output * pf, pf, known_out * co_parent]), placed,
         precision=jax.lax.Precision.HIGHEST)  # exact token counts (no TF32 on GPUs)
     remote_tok = parent_tok - local_tok
     # When would the parents' outputs be on server s? The latest parent (finish f1, on s1) is
@@ -76,7 +81,8 @@ def observe(state: EnvState, params: EnvParams) -> Observation:
     lat = params.net_latency_s
     parents_ready = jnp.where(sidx == s1, jnp.maximum(f1, f2 + lat), f1 + lat)
     ready = jnp.maximum(state.slot_admit[w], parents_ready) + row.tool_delay[c]
-    est_start = jnp.maximum(state.free_at, ready)
+    est_free, base = expected_drain(state, params)
+    est_start = jnp.maximum(est_free, ready)
     load = jnp.where(resident, 0.0, params.load_time[gpu, model])
     prompt = row.input_tokens[c] + jnp.where(prefix_hit, 0.0, row.prefix_tokens) + remote_tok
     est_dur = load + prompt / pre + row.expected_output[c] / dec + params.task_overhead_s
@@ -93,7 +99,7 @@ def observe(state: EnvState, params: EnvParams) -> Observation:
         dec * KTOK,
         params.gpu_mem[gpu],
         cap - used,
-        jnp.maximum(state.free_at - now, 0.0),
+        est_free - now,
         resident.astype(jnp.float32),
         prefix_hit.astype(jnp.float32),
         local_tok * KTOK,
@@ -118,7 +124,7 @@ def observe(state: EnvState, params: EnvParams) -> Observation:
         row.input_tokens * KTOK,
         row.expected_output * KTOK,
         row.tool_delay,
-        jnp.where(assigned, p_fin - now, 0.0),
+        jnp.where(assigned, known_finish(state, params, base, p_srv, p_fin, state.task_seq[w]) - now, 0.0),
         row.path_remaining,
     ] + [(row.model == i).astype(jnp.float32) for i in range(m)]
     nodes = jnp.stack([col * vf for col in node_cols], axis=0).T
@@ -137,7 +143,44 @@ def observe(state: EnvState, params: EnvParams) -> Observation:
         state.decisions.astype(jnp.float32),
         (episode_workflows(params) - state.n_completed).astype(jnp.float32),
     ])
+    # A finished episode has no pending task (its slot may be empty, with infinite times): its
+    # observation is zeros, so nothing downstream sees inf or nan (auto-reset replaces it anyway).
+    live = ~state.done
+    task, servers, globals_ = (jnp.where(live, x, 0.0) for x in (task, servers, globals_))
+    dag = dag.replace(nodes=jnp.where(live, dag.nodes, 0.0))
     return Observation(task=task, servers=servers, dag=dag, action_mask=mask, globals=globals_)
+
+
+def expected_drain(state: EnvState, params: EnvParams):
+    """Per server, what the information rule lets the observation know of its queue at the clock.
+
+    The ring holds the server's last Q placements (true start and finish, expected duration). The
+    unfinished ones (true finish > clock) are the newest, in FCFS order; they count with their
+    expected durations from the first one's true start (known: everything before it has finished).
+    When all Q are unfinished the count starts from the clock. Returns (expected drain time [N],
+    base [N]): an unfinished placement's expected finish is base + the expected durations of the
+    unfinished placements up to it, floored at the clock.
+    """
+    now, q = state.clock, params.queue_cap
+    unfinished = state.recent_finish > now  # [N, Q]
+    count = jnp.sum(unfinished, axis=1)
+    first = jnp.min(jnp.where(unfinished, state.recent_start, INF), axis=1)
+    base = jnp.where(count >= q, now, jnp.where(count > 0, first, now))
+    drain = jnp.sum(jnp.where(unfinished, state.recent_expected, 0.0), axis=1)
+    return jnp.maximum(now, base + drain), base
+
+
+def known_finish(state: EnvState, params: EnvParams, base, server, finish, seq):
+    """Finish times of assigned tasks as the observation may know them: true once finished, else
+    expected (`expected_drain`). `server`, `finish`, `seq` [T]: each task's placement."""
+    now, q = state.clock, params.queue_cap
+    srv = jnp.maximum(server, 0)
+    n = state.n_assigned[srv][:, None]  # [T, 1]
+    r = jnp.arange(q)[None, :]
+    number = n - 1 - jnp.remainder(n - 1 - r, q)  # placement number held by ring slot r
+    mine = (state.recent_finish[srv] > now) & (number <= seq[:, None])
+    expected = jnp.maximum(now, base[srv] + jnp.sum(jnp.where(mine, state.recent_expected[srv], 0.0), axis=1))
+    return jnp.where(finish <= now, finish, expected)
 
 
 def future_costs(state: EnvState, params: EnvParams, model, prefix_hit, evict):

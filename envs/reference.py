@@ -80,6 +80,8 @@ class _Server:
     free_at: float = 0.0
     finishes: list[float] = field(default_factory=list)  # finish time of every task placed here
     busy: float = 0.0
+    # Every task placed here, in FCFS order: (true start, expected duration, (workflow, task)).
+    placed: list[tuple[float, float, tuple[int, int]]] = field(default_factory=list)
 
 
 @dataclass
@@ -244,12 +246,15 @@ class ReferenceSim:
     # ------------------------------------------------------------------ placement cost model
 
     def _parent_split(self, wi: int, c: int, s: int) -> tuple[float, float, int, int]:
-        """(local parent tokens, remote parent tokens, n local, n remote) of task c if placed on s."""
+        """(local parent tokens, non-local parent tokens, n local, n non-local) of task c if placed on s.
+
+        A parent is local only when it ran on s with c's model: its output is in that model's KV
+        cache there. Any other parent's output is prefilled (spec v2)."""
         w, spec = self.wfs[wi], self.inst.workflows[wi]
         loc = rem = 0.0
         nl = nr = 0
         for p in spec.parents[c]:
-            if w.server[p] == s:
+            if w.server[p] == s and spec.models[p] == spec.models[c]:
                 loc += spec.output_tokens[p]
                 nl += 1
             else:
@@ -307,12 +312,73 @@ class ReferenceSim:
             dropped.append(min(left, key=left.__getitem__))
         return dropped
 
-    def _start(self, wi: int, c: int, s: int) -> float:
-        """start = max(free_at_s, max(admit, max_p(finish_p + [remote] * latency)) + tool_delay)."""
+    def expected_finishes(self, s: int, clock: float) -> tuple[float, dict[tuple[int, int], float]]:
+        """What the information rule lets the observation know of server s at `clock`:
+        (expected drain time, {(workflow, task): expected finish} of its unfinished tasks).
+
+        Unfinished = true finish > clock; they are the last tasks placed on s (FCFS). They count with
+        their expected durations from the first one's start (known: its predecessors have finished),
+        each floored at the clock. The observation tracks a server's last `queue_cap` placements: when
+        all of them are unfinished, the estimate starts from the clock instead, and older unfinished
+        tasks are expected to end now."""
+        srv, cap = self.servers[s], self.inst.queue_cap
+        tracked = list(zip(srv.placed[-cap:], srv.finishes[-cap:], strict=True))
+        unfinished = [rec for rec, f in tracked if f > clock]
+        if not unfinished:
+            return clock, {}
+        at = clock if len(unfinished) >= cap else unfinished[0][0]
+        out = {}
+        for _, expected, task in unfinished:
+            at += expected
+            out[task] = max(clock, at)
+        return max(clock, at), out
+
+    def known_finish(self, wi: int, c: int, clock: float) -> float:
+        """An assigned task's finish as the observation may know it at `clock`: the true finish once
+        it has finished, else the expected one (`expected_finishes`)."""
+        w = self.wfs[wi]
+        if w.finish[c] <= clock:
+            return w.finish[c]
+        return self.expected_finishes(w.server[c], clock)[1].get((wi, c), clock)
+
+    def known_ready(self, wi: int, c: int, clock: float) -> float:
+        """An available task's ready time as the observation may know it at `clock` (its parents'
+        finishes per `known_finish`; the true ready time once they have all finished)."""
+        w, spec = self.wfs[wi], self.inst.workflows[wi]
+        return max([w.admit] + [self.known_finish(wi, p, clock) for p in spec.parents[c]]) + spec.tool_delay[c]
+
+    # Public read-only views of the static workflow structure and the residency rule (planners use them).
+
+    def children(self, wi: int, c: int) -> list[int]:
+        return list(self._children[wi][c])
+
+    def path_remaining(self, wi: int, c: int) -> float:
+        """Expected critical path from task c on (fastest GPU, hot caches), as the observation's."""
+        return self._path[wi][c]
+
+    def would_evict(self, s: int, m: int) -> list[int]:
+        """Models that loading m on server s would evict (least recently used first); nothing changes."""
+        return self._would_evict(s, m)
+
+    def is_local(self, wi: int, p: int, c: int, s: int) -> bool:
+        """Whether parent p's output is in the KV cache that task c would use on server s."""
+        spec = self.inst.workflows[wi]
+        return self.wfs[wi].server[p] == s and spec.models[p] == spec.models[c]
+
+    def expected_output(self, wi: int, c: int, clock: float) -> float:
+        """An assigned task's output tokens as the observation may know them: true once finished."""
+        spec, w = self.inst.workflows[wi], self.wfs[wi]
+        return spec.output_tokens[c] if w.finish[c] <= clock else spec.expected_output_tokens[c]
+
+    def _start(self, wi: int, c: int, s: int, free_at: float | None = None) -> float:
+        """start = max(free_at_s, max(admit, max_p(finish_p + [other server] * latency)) + tool_delay).
+
+        The parents have finished (the task is ready), so their true finishes are known; `free_at`
+        replaces the server's true one (the observation passes its expected drain time)."""
         w, spec = self.wfs[wi], self.inst.workflows[wi]
         lat = self.inst.net_latency_s
         inputs_at = max([w.admit] + [w.finish[p] + (lat if w.server[p] != s else 0.0) for p in spec.parents[c]])
-        return max(self.servers[s].free_at, inputs_at + spec.tool_delay[c])
+        return max(self.servers[s].free_at if free_at is None else free_at, inputs_at + spec.tool_delay[c])
 
     def _check_action(self, action) -> int:
         try:
@@ -373,8 +439,10 @@ class ReferenceSim:
         duration = (load + (spec.input_tokens[c] + prefix_tok + remote_tok) / prefill
                     + spec.output_tokens[c] / decode + inst.task_overhead_s)
         finish = start + duration
+        expected = duration + (spec.expected_output_tokens[c] - spec.output_tokens[c]) / decode
         srv.free_at = finish
         srv.finishes.append(finish)
+        srv.placed.append((start, expected, (wi, c)))
         srv.busy += duration
         w.finish[c], w.server[c] = finish, s
         w.n_assigned += 1
@@ -383,6 +451,7 @@ class ReferenceSim:
             seq=k, workflow=wi, task=c, server=s, decision_time=t, start=start, finish=finish,
             load_s=load, prefix_hit=hit, prefix_s=prefix_tok / prefill, remote_s=remote_tok / prefill,
             prefill_s=spec.input_tokens[c] / prefill, decode_s=spec.output_tokens[c] / decode,
+            n_evicted=len(evicted), n_kept=len(srv.resident) - 1,
         )
         self.decisions.append(decision)
         self._last_time = t
@@ -495,7 +564,8 @@ class ReferenceSim:
             hit = (spec.app, m) in srv.cache
             loc, rem, nl, _ = self._parent_split(wi, c, s)
             load = 0.0 if resident else self.load_time(m, g)
-            start = self._start(wi, c, s)
+            free = self.expected_finishes(s, clock)[0]
+            start = self._start(wi, c, s, free_at=free)
             est = (load + (spec.input_tokens[c] + (0 if hit else spec.prefix_tokens) + rem) / prefill
                    + spec.expected_output_tokens[c] / decode + inst.task_overhead_s)
             row = servers[s]
@@ -505,7 +575,7 @@ class ReferenceSim:
             row[S["decode_ktps"]] = decode / 1000.0
             row[S["mem_gb"]] = inst.gpus[g].mem_gb
             row[S["free_mem_gb"]] = self.cap[g] - sum(inst.models[x].mem_gb for x in srv.resident)
-            row[S["wait_s"]] = max(srv.free_at - clock, 0.0)
+            row[S["wait_s"]] = free - clock
             row[S["resident"]] = float(resident)
             row[S["prefix_hit"]] = float(hit)
             row[S["local_parent_ktok"]] = loc / 1000.0
@@ -522,7 +592,7 @@ class ReferenceSim:
                 demand.key_share(key) * demand.app_prefix.get(key[0], 0.0)
                 for key in self._would_drop(s, (spec.app, m), evicted)) / 1000.0
             row[S["child_colocated_ktok"]] = sum(
-                spec.output_tokens[p] for p in co_parents if w.server[p] == s) / 1000.0
+                self.expected_output(wi, p, clock) for p in co_parents if w.server[p] == s) / 1000.0
             row[len(F.SERVER_FEATURES) + g] = 1.0
 
         nodes = np.zeros((self.max_tasks, F.node_dim(M)), np.float64)
@@ -537,7 +607,7 @@ class ReferenceSim:
             row[N["input_ktok"]] = spec.input_tokens[j] / 1000.0
             row[N["expected_output_ktok"]] = spec.expected_output_tokens[j] / 1000.0
             row[N["tool_delay_s"]] = spec.tool_delay[j]
-            row[N["finish_in_s"]] = w.finish[j] - clock if assigned else 0.0
+            row[N["finish_in_s"]] = self.known_finish(wi, j, clock) - clock if assigned else 0.0
             row[N["path_remaining_s"]] = self._path[wi][j]
             row[len(F.NODE_FEATURES) + spec.models[j]] = 1.0
             node_mask[j] = True

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-ROLES = ("worker", "agent", "planner", "judge")
+ROLES = ("worker", "agent", "planner", "judge", "light")  # light: routers, guards, query rewriting (a 3B model)
 
 
 @dataclass
@@ -56,21 +56,24 @@ def chain(rng):
             tool_delay=_delay(rng, 0.3, 2.5) if i else 0.0,
             parents=tuple(range(i)),
         ))
-    # a stronger model writes the final answer from the whole scratchpad
+    # a stronger model writes the final answer from the whole scratchpad; a light guard checks it
     tasks.append(TaskDraft("judge", _u(rng, 100, 300), _u(rng, 40, 150), 0.0, tuple(range(n - 1))))
+    tasks.append(TaskDraft("light", _u(rng, 100, 300), _u(rng, 5, 30), 0.0, (n - 1,)))
     return tasks
 
 
 def fan_out(rng):
     """LLMCompiler-style plan -> parallel workers (tool calls) -> joiner."""
     k = _u(rng, 3, 8)
-    tasks = [TaskDraft("planner", _u(rng, 300, 1500), _u(rng, 80, 250), 0.0, ())]
+    # a light router classifies the request, then the planner writes the plan
+    tasks = [TaskDraft("light", _u(rng, 200, 800), _u(rng, 5, 20), 0.0, ()),
+             TaskDraft("planner", _u(rng, 300, 1500), _u(rng, 80, 250), 0.0, (0,))]
     for _ in range(k):
         tasks.append(TaskDraft("worker", _u(rng, 200, 2500), _u(rng, 400, 1200),
-                               _delay(rng, 0.2, 2.0), (0,)))
+                               _delay(rng, 0.2, 2.0), (1,)))
     # the joiner reads every worker's report: a large model prefilling many small-model outputs
     tasks.append(TaskDraft("judge", _u(rng, 100, 400), _u(rng, 40, 150), 0.0,
-                           tuple(range(1, k + 1))))
+                           tuple(range(2, k + 2))))
     return tasks
 
 
@@ -87,7 +90,7 @@ def self_consistency(rng):
 def retrieve_generate(rng):
     """Query rewrite -> retrieval tool -> rerank over the context -> answer -> verify against the passages."""
     return [
-        TaskDraft("worker", _u(rng, 100, 400), _u(rng, 40, 120), 0.0, ()),
+        TaskDraft("light", _u(rng, 100, 400), _u(rng, 40, 120), 0.0, ()),  # query rewriting
         TaskDraft("worker", _u(rng, 3000, 7000), _u(rng, 300, 800), _delay(rng, 0.3, 1.5), (0,)),
         TaskDraft("judge", _u(rng, 2000, 5000), _u(rng, 50, 200), 0.0, (0, 1)),
         TaskDraft("planner", _u(rng, 100, 300), _u(rng, 20, 80), 0.0, (1, 2)),  # checks the answer against the passages
@@ -137,8 +140,8 @@ def layered(rng):
 
 
 TEMPLATES: tuple[Template, ...] = (
-    Template("chain", 8, 28, (2000, 6000)),  # 7 steps reading every earlier one, a judge reading all 7
-    Template("fan_out", 10, 16, (3000, 8000)),  # 8 workers, a joiner of 8
+    Template("chain", 9, 29, (2000, 6000)),  # 7 steps reading every earlier one, a judge reading all 7, a guard
+    Template("fan_out", 11, 17, (3000, 8000)),  # a router, a planner, 8 workers, a joiner of 8
     Template("self_consistency", 10, 17, (1000, 4000)),  # 8 samples, a verifier of 8, an aggregator of 9
     Template("retrieve_generate", 4, 5, (1000, 3000)),
     Template("debate", 10, 36, (1500, 5000)),  # 3 debaters x 3 rounds (0, 3, 6 parents each), a judge of 9

@@ -446,7 +446,11 @@ def plot_gantt(trace: dict, path, title: str | None = None) -> None:
     end = max((float(d["finish"]) for d in decs), default=1.0)
     fig = Figure(figsize=(min(24.0, 8.0 + 0.02 * len(decs)), min(40.0, 2.2 + 0.38 * n)), dpi=110)
     ax = fig.subplots()
+    # one distinct colour per workflow: tab20's 20, then evenly spaced hues (golden-ratio steps) beyond
+    n_wf = 1 + max((int(d["workflow"]) for d in decs), default=0)
     cmap = [mcolors.to_rgb(c) for c in matplotlib.colormaps["tab20"].colors]
+    cmap += [mcolors.hsv_to_rgb(((i * 0.618034) % 1.0, 0.55 + 0.35 * (i % 2), 0.85 - 0.25 * (i % 3 == 0)))
+             for i in range(max(n_wf - len(cmap), 0))]
     ys = [int(d["server"]) for d in decs]
     starts = [float(d["start"]) for d in decs]
     widths = [float(d["finish"]) - float(d["start"]) for d in decs]
@@ -477,7 +481,7 @@ def plot_gantt(trace: dict, path, title: str | None = None) -> None:
             line += f", utilization {s['utilization']:.0%}"
     ax.set_title(line, fontsize=10)
     handles = [
-        Patch(facecolor="0.75", edgecolor="white", label="task (colour = workflow, tab20 cycling)"),
+        Patch(facecolor="0.75", edgecolor="white", label="task (colour = workflow)"),
         Patch(facecolor="0.35", hatch="////", edgecolor="0.9", label="model load (first load_s of the task)"),
         Line2D([], [], marker="v", linestyle="none", color="black", markersize=5, label="prefix-cache hit"),
     ]

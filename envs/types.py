@@ -133,7 +133,9 @@ class EnvState:
     model_stamp: chex.Array  # int32 [N,M], decision seq that last used the model
     cache_key: chex.Array  # int32 [N,K], app*M + model, -1 empty
     cache_stamp: chex.Array  # int32 [N,K]
-    recent_finish: chex.Array  # f32 [N,Q] ring of the last Q finish times
+    recent_finish: chex.Array  # f32 [N,Q] ring of the last Q placements' (true) finish times
+    recent_start: chex.Array  # f32 [N,Q] their true starts (slot n_assigned % Q is the newest)
+    recent_expected: chex.Array  # f32 [N,Q] their expected durations (expected output length)
     n_assigned: chex.Array  # int32 [N]
     busy: chex.Array  # f32 [N] total busy seconds
     # workflow slots [W, ...]
@@ -148,6 +150,7 @@ class EnvState:
     # tasks [W,T]
     task_server: chex.Array  # int32
     task_finish: chex.Array  # f32
+    task_seq: chex.Array  # int32, the task's placement number on its server (its n_assigned then)
     task_ready: chex.Array  # f32, max(admit, finish of assigned parents)
     # episode
     arrivals: chex.Array  # f32 [E + chunk], +inf past n_workflows
@@ -220,5 +223,7 @@ class Decision:
     remote_s: chex.Array  # time prefilling remote parents' outputs
     prefill_s: chex.Array  # time prefilling the task's own input
     decode_s: chex.Array
+    n_evicted: chex.Array  # models the load evicted (0 without a load)
+    n_kept: chex.Array  # models that stayed resident next to the loaded one
     invalid_action: chex.Array  # the requested server was masked; the task went to `server`
 

@@ -68,16 +68,27 @@ class FateCP:
         require_ortools()
         self.config = config or FateCPConfig()
         self.solves = 0
-        self.fallbacks = 0  # decisions where no plan was found in time
+        self.fallback_causes: dict[str, int] = {}  # why EFT was used instead: infeasible | timeout | invalid
         self.optimal = 0
+
+    @property
+    def fallbacks(self) -> int:
+        """Decisions where no plan was used (the EFT choice was taken); causes in `fallback_causes`."""
+        return sum(self.fallback_causes.values())
+
+    def _fallback(self, cause: str, eft: int) -> int:
+        self.fallback_causes[cause] = self.fallback_causes.get(cause, 0) + 1
+        return eft
 
     # ---------------------------------------------------------------- planning set
 
     def _plan_tasks(self, sim):
         """[(workflow, task, earliest ready estimate)] with the current task first."""
         cfg = self.config
-        clock, wi0, c0 = sim._pending
-        avail = [(r, wi, c) for r, wi, c in sim.ready_candidates() if (wi, c) != (wi0, c0)]
+        clock, (wi0, c0) = sim.clock, sim.current
+        # Ready times as the observation knows them (a parent still running counts as expected).
+        avail = sorted((sim.known_ready(wi, c, clock), wi, c) for _, wi, c in sim.ready_candidates()
+                       if (wi, c) != (wi0, c0))
         chosen = [(wi0, c0, clock)]
         for r, wi, c in avail:
             if len(chosen) >= cfg.max_tasks or r > clock + cfg.horizon_s:
@@ -90,14 +101,14 @@ class FateCP:
             nxt = []
             for wi, c, _ in frontier:
                 spec = sim.inst.workflows[wi]
-                for k in sim._children[wi][c]:
+                for k in sim.children(wi, c):
                     if (wi, k) in est_ready or len(chosen) >= cfg.max_tasks:
                         continue
                     ps = spec.parents[k]
                     w = sim.wfs[wi]
                     if not all(w.finish[p] is not None or (wi, p) in est_ready for p in ps):
                         continue
-                    ready = max([w.admit] + [w.finish[p] if w.finish[p] is not None
+                    ready = max([w.admit] + [sim.known_finish(wi, p, clock) if w.finish[p] is not None
                                              else est_ready[(wi, p)] + self._min_duration(sim, wi, p) for p in ps])
                     ready += spec.tool_delay[k]
                     if ready > clock + cfg.horizon_s:
@@ -127,7 +138,7 @@ class FateCP:
 
         cfg = self.config
         inst = sim.inst
-        clock, wi0, c0 = sim._pending
+        clock, (wi0, c0) = sim.clock, sim.current
         unit = cfg.time_unit_s
         to_int = lambda x: int(round(x / unit))  # noqa: E731
         eft = int(np.argmin(np.where(obs.action_mask, obs.servers[:, SERVER["est_finish_s"]], np.inf)))
@@ -136,6 +147,8 @@ class FateCP:
         lat = inst.net_latency_s
 
         demand = sim.window_demand()  # for the eviction term, as the observation counts it
+        # Information rule: servers drain at their expected times, unfinished parents count as expected.
+        free = [sim.expected_finishes(s, clock)[0] for s in range(len(sim.servers))]
 
         model = cp_model.CpModel()
         horizon = 0
@@ -150,22 +163,22 @@ class FateCP:
                 if not sim.fits(m, srv.gpu):
                     continue
                 pre, dec = sim.prefill_rate(m, srv.gpu), sim.decode_rate(m, srv.gpu)
-                remote = sum(spec.output_tokens[p] for p in spec.parents[c]
-                             if w.finish[p] is not None and w.server[p] != s)
+                remote = sum(sim.expected_output(wi, p, clock) for p in spec.parents[c]
+                             if w.finish[p] is not None and not sim.is_local(wi, p, c, s))
                 hit = (spec.app, m) in srv.cache
                 d = ((spec.input_tokens[c] + (0 if hit else spec.prefix_tokens) + remote) / pre
                      + spec.expected_output_tokens[c] / dec + inst.task_overhead_s)
                 load = 0.0 if m in srv.resident else sim.load_time(m, srv.gpu)
                 durs[s] = d
-                est[s] = max(srv.free_at, r) + load + d
+                est[s] = max(free[s], r) + load + d
             order = sorted(est, key=lambda s: (est[s], s))[: cfg.candidate_servers]
             if (wi, c) == (wi0, c0) and eft not in order:
                 order.append(eft)
             cand.append(order)
             base.append(durs)
-            horizon += to_int(max(est[s] for s in order) - clock) + 1
-        horizon += to_int(max(srv.free_at for srv in sim.servers) - clock) + 1
-        horizon = max(horizon, 1)
+            horizon += max(to_int(max(est[s] for s in order) - clock), 0) + 1
+        # every server's queue drains before the plan's tasks can all run (0 when all are idle)
+        horizon += max(to_int(max(free) - clock), 0) + 1
 
         start = [model.NewIntVar(0, horizon, f"S{i}") for i in range(len(tasks))]
         end = [model.NewIntVar(0, horizon, f"E{i}") for i in range(len(tasks))]
@@ -189,7 +202,7 @@ class FateCP:
                     size = model.NewIntVar(dur, dur + sum(e for e, _ in extra), f"D{i}_{s}")
                     terms = []
                     for e, p in extra:
-                        if s in x[p]:
+                        if s in x[p] and inst.workflows[wi].models[tasks[p][1]] == m:  # local: same server and model
                             terms.append(e - e * x[p][s])
                         else:
                             terms.append(e)
@@ -199,9 +212,9 @@ class FateCP:
                 iv = model.NewOptionalIntervalVar(start[i], size, end[i], x[i][s], f"I{i}_{s}")
                 per_server.setdefault(s, []).append(iv)
                 # ready: admission, assigned parents (with latency when remote), tool delay; server free
-                ready = max([w.admit] + [w.finish[p] + (0.0 if w.server[p] == s else lat)
+                ready = max([w.admit] + [sim.known_finish(wi, p, clock) + (0.0 if w.server[p] == s else lat)
                                          for p in spec.parents[c] if w.finish[p] is not None]) + spec.tool_delay[c]
-                model.Add(start[i] >= to_int(max(ready, srv.free_at) - clock)).OnlyEnforceIf(x[i][s])
+                model.Add(start[i] >= max(to_int(max(ready, free[s]) - clock), 0)).OnlyEnforceIf(x[i][s])
                 for p in planned_parents:
                     gap = to_int(spec.tool_delay[c])
                     if s in x[p]:
@@ -211,19 +224,19 @@ class FateCP:
                 if m not in srv.resident:
                     if (s, m) not in loads:
                         lp = model.NewBoolVar(f"l{s}_{m}")
-                        ls = model.NewIntVar(to_int(max(srv.free_at - clock, 0.0)), horizon, f"LS{s}_{m}")
+                        ls = model.NewIntVar(to_int(free[s] - clock), horizon, f"LS{s}_{m}")
                         le = model.NewIntVar(0, horizon + to_int(sim.load_time(m, srv.gpu)), f"LE{s}_{m}")
                         liv = model.NewOptionalIntervalVar(ls, to_int(sim.load_time(m, srv.gpu)), le, lp, f"L{s}_{m}")
                         per_server.setdefault(s, []).append(liv)
                         loads[(s, m)] = (lp, le, [])
-                        penalty = sim.evict_reload(s, sim._would_evict(s, m), demand)
+                        penalty = sim.evict_reload(s, sim.would_evict(s, m), demand)
                         if penalty > 0:
                             objective.append(to_int(cfg.evict_weight * penalty) * lp)
                     lp, le, users = loads[(s, m)]
                     users.append(x[i][s])
                     model.AddImplication(x[i][s], lp)
                     model.Add(start[i] >= le).OnlyEnforceIf(x[i][s])
-            tail = max((sim._path[wi][k] for k in sim._children[wi][c]), default=0.0)
+            tail = max((sim.path_remaining(wi, k) for k in sim.children(wi, c)), default=0.0)
             objective.append(end[i] + to_int(tail))
         for lp, _, users in loads.values():
             model.AddBoolOr(users).OnlyEnforceIf(lp)  # no load without a task that needs it
@@ -238,12 +251,14 @@ class FateCP:
         solver.parameters.random_seed = 0
         status = solver.Solve(model)
         self.solves += 1
+        if status == cp_model.INFEASIBLE:
+            return self._fallback("infeasible", eft)
+        if status == cp_model.MODEL_INVALID:
+            return self._fallback("invalid", eft)
         if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-            self.fallbacks += 1
-            return eft
+            return self._fallback("timeout", eft)  # UNKNOWN: no solution within the limits
         self.optimal += status == cp_model.OPTIMAL
         for s, var in x[0].items():
             if solver.Value(var):
                 return int(s)
-        self.fallbacks += 1
-        return eft
+        return self._fallback("invalid", eft)  # pragma: no cover - ExactlyOne holds in any solution

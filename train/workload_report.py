@@ -4,7 +4,10 @@ Splits every task's duration into model loading, app-prefix prefill,
 remote-parent prefill, other prefill (own input) and decoding (plus the fixed
 overhead), summed over `--seeds` episodes, for round-robin and greedy EFT by
 default. The FATE world needs the first three to matter: under round-robin each
-should be at least 5% of busy time.
+should be at least 5% of busy time. Residency must make choices too: of the
+loads that evict anything, the share that evicts only part of the server's
+resident set ("partial evictions", where LRU order decides what stays) should
+be at least 20% under EFT.
 """
 
 from __future__ import annotations
@@ -29,8 +32,15 @@ def busy_shares(policy, params, seeds: int, seed: int = 0) -> dict:
     valid = np.arange(dec.seq.shape[1])[None, :] < n[:, None]
     sums = {p: float(np.asarray(getattr(dec, p))[valid].sum()) for p in PARTS}
     busy = float((np.asarray(dec.finish) - np.asarray(dec.start))[valid].sum())
+    evicting = valid & (np.asarray(dec.n_evicted) > 0)
+    partial = evicting & (np.asarray(dec.n_kept) > 0)
     # the rest of busy time is the fixed per-task overhead
-    return {p: sums[p] / busy for p in PARTS} | {"overhead": 1 - sum(sums.values()) / busy}
+    return {p: sums[p] / busy for p in PARTS} | {
+        "overhead": 1 - sum(sums.values()) / busy,
+        "evicting_loads": int(evicting.sum()),
+        # of the loads that evict anything, the share that keeps part of the server's set (LRU chose)
+        "partial_eviction": float(partial.sum() / max(evicting.sum(), 1)),
+    }
 
 
 def main(argv=None):
@@ -41,14 +51,15 @@ def main(argv=None):
     a = ap.parse_args(argv)
     params = make_params(EnvConfig(n_servers=a.servers))
     print(f"share of busy server time, N={a.servers}, default load, {a.seeds} episodes")
-    print(f"{'policy':<14}" + "".join(f"{lab:>16}" for lab in LABELS))
+    print(f"{'policy':<14}" + "".join(f"{lab:>16}" for lab in LABELS) + f"{'partial evictions':>20}")
     out = {}
     for name in a.policies.split(","):
         if name not in BASELINES:
             ap.error(f"--policies: unknown {name!r}; choose from {', '.join(BASELINES)}")
         s = busy_shares(BASELINES[name], params, a.seeds)
         out[name] = s
-        print(f"{name:<14}" + "".join(f"{100 * s[p]:>15.1f}%" for p in PARTS))
+        print(f"{name:<14}" + "".join(f"{100 * s[p]:>15.1f}%" for p in PARTS)
+              + f"{100 * s['partial_eviction']:>14.1f}% of {s['evicting_loads']}")
     return out
 
 

@@ -67,7 +67,7 @@ class Lockstep:
         self.obs, self.state, reward, done, info = self.j_step(self.key, self.state, jnp.int32(action), self.params)
         robs, rreward, rdone, rinfo = self.sim.step(action)
         d, rd = jax.device_get(info["decision"]), rinfo["decision"]
-        for f in ("seq", "workflow", "task", "server"):
+        for f in ("seq", "workflow", "task", "server", "n_evicted", "n_kept"):
             assert int(getattr(d, f)) == rd[f], (f, int(getattr(d, f)), rd[f])
         assert bool(d.prefix_hit) == rd["prefix_hit"]
         for f in ("decision_time", "start", "finish", "load_s", "prefix_s", "remote_s", "prefill_s", "decode_s"):

@@ -15,7 +15,7 @@ from envs import EnvConfig, catalog, make_params
     (dict(max_tasks=40), "max_tasks"),
     (dict(rho=0.0), "rho"),
     (dict(rho=-1.0), "rho"),
-    (dict(n_servers=2, gpu_types=("H100", "B200")), "gpu_types[1]"),
+    (dict(n_servers=2, gpu_types=("H100", "V100")), "gpu_types[1]"),
     (dict(n_servers=2, gpu_types=("H100",)), "gpu_types"),
     (dict(n_servers=2, gpu_types=("L4", "L40S")), "gpu_types"),  # the 32B/70B models fit no server
     (dict(gpu_weights=(0.0, 0.0, 1.0, 1.0)), "gpu_weights"),  # no type can anchor the 70B model

@@ -58,12 +58,13 @@ def test_exact_cross_workflow_tie_goes_to_earlier_workflow():
 def test_model_that_exactly_fills_memory_stays_with_the_others():
     """H100 usable memory is 72 GB: 16 + 28 + 28 = 72 fits, so loading the third model evicts nothing."""
     models = catalog.DEFAULT_MODELS + (catalog.ModelSpec("14B-b", 14.0, 28.0),)
-    w = wf([M8, M14, 4], parents=[(), (0,), (1,)])
+    extra = len(catalog.DEFAULT_MODELS)
+    w = wf([M8, M14, extra], parents=[(), (0,), (1,)])
     i = Instance(gpus=catalog.DEFAULT_GPUS, models=models, server_gpus=(H100,), initial_models=(M8,),
                  arrivals=(0.0,), workflows=(w,))
     params, state, out = play(i, [0, 0, 0])
     assert [float(o[0]["decision"].load_s) > 0 for o in out] == [False, True, True]
-    assert bool(state.resident[0, M8]) and bool(state.resident[0, M14]) and bool(state.resident[0, 4])
+    assert bool(state.resident[0, M8]) and bool(state.resident[0, M14]) and bool(state.resident[0, extra])
 
 
 def test_lru_eviction_drops_the_models_prefix_keys():
@@ -74,6 +75,19 @@ def test_lru_eviction_drops_the_models_prefix_keys():
     assert [bool(x.prefix_hit) for x in d] == [False, False, False]
     assert [float(x.load_s) > 0 for x in d] == [False, True, True]
     np.testing.assert_allclose(float(d[1].load_s), 28.0 / 3.0, rtol=1e-6)
+
+
+def test_lru_keeps_the_recently_used_model_when_a_load_needs_only_part_of_the_memory():
+    """H100 (72 GB usable) holds 8B (16), then 14B (28), then 3B (6), used in that order. Loading 32B
+    (64 GB) must free 42 GB: least recently used first evicts 8B and 14B and keeps the 3B. Evicting
+    in the reverse order would drop the 3B first and end with nothing else resident."""
+    m3 = [m.name for m in catalog.DEFAULT_MODELS].index("3B")
+    ws = [wf([M8]), wf([M14]), wf([m3]), wf([M32])]
+    params, state, out = play(inst(ws, [0.0, 10.0, 20.0, 30.0]), [0, 0, 0, 0])
+    d = out[3][0]["decision"]
+    assert int(d.n_evicted) == 2 and int(d.n_kept) == 1
+    assert bool(state.resident[0, m3]) and bool(state.resident[0, M32])
+    assert not bool(state.resident[0, M8]) and not bool(state.resident[0, M14])
 
 
 def test_second_task_of_app_hits_prefix():
@@ -115,6 +129,8 @@ def test_stepping_a_finished_episode_changes_nothing():
     assert float(r) == 0.0 and bool(d)
     for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(state2)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    for leaf in jax.tree.leaves(obs2):  # the finished episode's observation holds no inf or nan
+        assert np.all(np.isfinite(np.asarray(leaf, np.float64))), leaf
 
 
 def test_queued_workflow_is_admitted_when_a_slot_frees():

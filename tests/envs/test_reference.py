@@ -18,6 +18,10 @@ from envs.workload import WorkflowSpec
 H100, A100, L40S, L4 = 0, 1, 2, 3
 M8, M14, M32, M70 = 0, 1, 2, 3
 LAT, OVH = catalog.NET_LATENCY_S, catalog.TASK_OVERHEAD_S
+M, G = len(catalog.DEFAULT_MODELS), len(catalog.DEFAULT_GPUS)
+# the expected critical path assumes the fastest catalog GPU (B200 in spec v2) for an 8B model
+PMAX = max(g.prefill_tps_8b for g in catalog.DEFAULT_GPUS)
+DMAX = max(g.decode_tps_8b for g in catalog.DEFAULT_GPUS)
 
 
 def wf(app="a", prefix=600, models=(M8,), inp=(1200,), exp=(100,), out=(150,), tool=(0.0,), parents=((),)):
@@ -48,19 +52,19 @@ def test_single_task_idle_h100():
     obs = sim.reset()
     assert sim.current == (0, 0) and sim.clock == 0.0
     t = obs.task
-    assert t.shape == (len(TASK_FEATURES) + 4,)
+    assert t.shape == (len(TASK_FEATURES) + M,)
     np.testing.assert_allclose(
         t[:len(TASK_FEATURES)],
-        [1.2, 0.1, 0.6, 0.0, 0.0, 0, 0, 0, 1200 / 12000 + 100 / 150 + OVH, 0.0, 1, 16.0], rtol=1e-6)
-    np.testing.assert_array_equal(t[len(TASK_FEATURES):], [1, 0, 0, 0])
+        [1.2, 0.1, 0.6, 0.0, 0.0, 0, 0, 0, 1200 / PMAX + 100 / DMAX + OVH, 0.0, 1, 16.0], rtol=1e-6)
+    np.testing.assert_array_equal(t[len(TASK_FEATURES):], [1] + [0] * (M - 1))
     row = obs.servers[0]
-    assert obs.servers.shape == (1, len(SERVER_FEATURES) + 4)
+    assert obs.servers.shape == (1, len(SERVER_FEATURES) + G)
     expect = dict(active=1, fits=1, prefill_ktps=12.0, decode_ktps=0.15, mem_gb=80, free_mem_gb=72 - 16, wait_s=0,
                   resident=1, prefix_hit=0, local_parent_ktok=0, remote_parent_ktok=0, n_local_parents=0, load_s=0,
                   est_start_s=0, est_finish_s=1800 / 12000 + 100 / 150 + OVH, queue_len=0, n_resident=1)
     for name, v in expect.items():
         assert row[SERVER[name]] == pytest.approx(v, rel=1e-6, abs=1e-7), name
-    np.testing.assert_array_equal(row[len(SERVER_FEATURES):], [1, 0, 0, 0])
+    np.testing.assert_array_equal(row[len(SERVER_FEATURES):], [1] + [0] * (G - 1))
     np.testing.assert_allclose(obs.globals, [0, 1, 0, 0.7, 1, 0, 1], rtol=1e-6)
     assert obs.action_mask.tolist() == [True]
     assert obs.node_mask.sum() == 1 and obs.nodes[0, NODE["current"]] == 1 and not obs.adjacency.any()
@@ -138,12 +142,13 @@ def test_model_load_evicts_and_drops_prefix_keys():
 def test_model_lru_evicts_oldest_stamp():
     # Extra 30 GB model so exactly one eviction is needed on an H100 (72 GB usable).
     models = catalog.DEFAULT_MODELS + (catalog.ModelSpec("X", 8.0, 30.0),)
-    wfs = [wf(models=(M8,)), wf(models=(M14,)), wf(models=(4,))]
+    x = len(catalog.DEFAULT_MODELS)
+    wfs = [wf(models=(M8,)), wf(models=(M14,)), wf(models=(x,))]
     sim = ReferenceSim(make(wfs, [0.0, 10.0, 20.0], init=(M14,), models=models))
     sim.step(0)  # loads 8B: 28 + 16 = 44; stamps 14B: -1, 8B: 0
     sim.step(0)  # 14B refreshed to stamp 1
     _, _, _, info = sim.step(0)  # 44 + 30 > 72: evict the oldest stamp, now the 8B
-    assert sorted(sim.servers[0].resident) == [M14, 4]
+    assert sorted(sim.servers[0].resident) == [M14, x]
     assert info["decision"]["load_s"] == pytest.approx(30 / 5)
 
 
@@ -186,8 +191,8 @@ def test_tool_delay():
     inst = make([chain(tool1=0.5)], [0.0], gpus=(H100, H100))
     sim = ReferenceSim(inst)
     obs = sim.observe()
-    rem1 = 0.5 + 400 / 12000 + 50 / 150 + OVH
-    assert obs.task[TASK["path_remaining_s"]] == pytest.approx(1200 / 12000 + 100 / 150 + OVH + rem1, rel=1e-6)
+    rem1 = 0.5 + 400 / PMAX + 50 / DMAX + OVH
+    assert obs.task[TASK["path_remaining_s"]] == pytest.approx(1200 / PMAX + 100 / DMAX + OVH + rem1, rel=1e-6)
     assert obs.nodes[1, NODE["path_remaining_s"]] == pytest.approx(rem1, rel=1e-6)
     assert obs.task[TASK["n_children"]] == 1
     sim.step(0)
@@ -211,8 +216,10 @@ def test_fcfs_queueing_on_busy_server():
     obs = sim.observe()
     assert sim.clock == pytest.approx(0.1)
     s0, s1 = obs.servers[0], obs.servers[1]
-    assert s0[SERVER["wait_s"]] == pytest.approx(SINGLE - 0.1, rel=1e-6) and s0[SERVER["queue_len"]] == 1
-    assert s0[SERVER["est_start_s"]] == pytest.approx(SINGLE - 0.1, rel=1e-6)
+    # information rule: the running task counts with its expected output (100 tokens, not the true 150)
+    expected = 1200 / 12000 + 600 / 12000 + 100 / 150 + OVH
+    assert s0[SERVER["wait_s"]] == pytest.approx(expected - 0.1, rel=1e-6) and s0[SERVER["queue_len"]] == 1
+    assert s0[SERVER["est_start_s"]] == pytest.approx(expected - 0.1, rel=1e-6)
     assert s1[SERVER["wait_s"]] == 0 and s1[SERVER["queue_len"]] == 0 and s1[SERVER["est_start_s"]] == 0
     assert obs.globals[GLOBAL["open_workflows"]] == 1  # workflow 0 is fully assigned
     _, r, done, info = sim.step(0)
@@ -287,7 +294,7 @@ def test_invalid_actions():
     sim = ReferenceSim(inst, max_servers=3)
     obs = sim.observe()
     assert obs.action_mask.tolist() == [False, True, False]
-    assert obs.servers.shape == (3, len(SERVER_FEATURES) + 4) and not obs.servers[2].any()
+    assert obs.servers.shape == (3, len(SERVER_FEATURES) + G) and not obs.servers[2].any()
     assert obs.servers[0, SERVER["active"]] == 1 and obs.servers[0, SERVER["fits"]] == 0
     for action, why in [(0, "does not fit"), (2, "inactive"), (3, "out of range"), (-1, "out of range"),
                         ("1", "not an integer")]:
@@ -326,7 +333,7 @@ def test_episode_return_is_minus_sum_of_responses(seed):
     while not done:
         assert sim.clock >= last_t  # the clock never goes backwards
         last_t = sim.clock
-        assert obs.globals.shape == (len(GLOBAL_FEATURES),) and obs.nodes.shape == (16, len(NODE_FEATURES) + 4)
+        assert obs.globals.shape == (len(GLOBAL_FEATURES),) and obs.nodes.shape == (16, len(NODE_FEATURES) + M)
         obs, r, done, info = sim.step(int(rng.choice(np.flatnonzero(obs.action_mask))))
         d = info["decision"]
         assert d["start"] >= d["decision_time"] - 1e-12

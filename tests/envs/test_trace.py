@@ -148,7 +148,7 @@ def _set(path, value):
     (("workflows", 1, "arrival"), "soon", "t.json: workflows[1].arrival: must be a finite number"),
     (("workflows", 0, "tasks", 0, "input_tokens"), -5, "t.json: workflows[0].tasks[0].input_tokens: must be >= 0"),
     (("workflows", 0, "tasks", 0, "parents"), [3], "t.json: workflows[0].tasks[0].parents[0]: 3 is not an earlier"),
-    (("spec_version",), 2, "t.json: spec_version: this code reads version 1"),
+    (("spec_version",), 1, "t.json: spec_version: this code reads version 2, the trace is version 1"),
     (("summary",), KeyError, "t.json: summary: missing"),
     (("constants", "window"), 1.5, "t.json: constants.window: must be an integer"),
 ])

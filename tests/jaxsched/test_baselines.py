@@ -60,10 +60,11 @@ def test_residency_first_avoids_a_16s_load_that_eft_accepts():
 
 
 def test_locality_first_follows_the_parent_eft_does_not():
-    # The parent (a 32B call, 2000 output tokens) ran on the A100, where the 8B child would need a 4 s
-    # load; the H100 has the 8B and pulls the parent's output remotely in 0.2 s. EFT takes the H100.
-    w = wf([M32, M8], out=(2000, 100), parents=[(), (0,)])
-    obs = situation([w], [0.0], gpus=(H100, A100), init=(M8, M32), actions=[1])
+    # The parent (a 14B call, 2000 output tokens) ran on the A100; the 14B child finds that output in
+    # the A100's KV cache (same server, same model). The faster H100 also holds the 14B and pulls the
+    # output remotely in 0.3 s, still finishing first. EFT takes the H100, locality-first the A100.
+    w = wf([M14, M14], out=(2000, 100), parents=[(), (0,)])
+    obs = situation([w], [0.0], gpus=(H100, A100), init=(M14, M32), actions=[1])
     assert obs.servers[1, SERVER["local_parent_ktok"]] == pytest.approx(2.0)
     assert choice("locality_first", obs) == 1
     assert choice("eft", obs) == 0

@@ -57,3 +57,24 @@ def test_runs_through_the_harness_and_beats_round_robin():
     cp, rr = res[4]["fate_cp"], res[4]["round_robin"]
     assert np.all(np.isfinite(cp["mean_response"]))
     assert cp["mean_response"].mean() < rr["mean_response"].mean()
+
+
+def test_idle_servers_long_after_their_last_task_leave_the_plan_feasible():
+    """Every server idle, the latest since ~97 s: the plan's horizon must not shrink by that gap
+    (it did, the solve was infeasible and the policy silently fell back to EFT)."""
+    chain = wf([M8, M8, M8], parents=[(), (0,), (1,)], app="b")
+    obs, sim = sim_for([wf([M8]), chain], [0.0, 100.0], gpus=(H100, A100), init=(M8, M8), actions=[0])
+    assert sim.clock == 100.0 and all(srv.free_at < 5.0 for srv in sim.servers)
+    p = FateCP()
+    p(obs, sim)
+    assert p.fallbacks == 0, p.fallback_causes
+
+
+def test_fallbacks_are_counted_by_cause():
+    p = FateCP(FateCPConfig(time_limit_s=1e-9, wall_limit_s=1e-9))
+    obs, sim = sim_for([wf([M8, M8, M8], parents=[(), (0,), (0,)]) for _ in range(6)], [0.0] * 6,
+                       gpus=(H100, A100, H100), init=(M8, M8, M8))
+    choice = p(obs, sim)
+    assert obs.action_mask[choice]
+    assert set(p.fallback_causes) <= {"timeout", "infeasible", "invalid"}
+    assert p.fallbacks == sum(p.fallback_causes.values())

@@ -4,7 +4,7 @@ prefill and remote-parent prefill each take at least 5% of busy server time (the
 import pytest
 
 from envs import EnvConfig, make_params
-from jaxsched.baselines import round_robin
+from jaxsched.baselines import earliest_finish, round_robin
 from train import demo, workload_report
 
 
@@ -13,6 +13,15 @@ def test_round_robin_busy_time_has_all_three_state_costs():
     assert shares["overhead"] >= 0  # the named parts never exceed busy time
     for part in ("load_s", "prefix_s", "remote_s"):
         assert shares[part] >= 0.05, (part, shares)
+
+
+@pytest.mark.xfail(strict=True, reason="spec v2 asks >= 20%; the v2 catalogs and templates give 9.7% under EFT "
+                   "(most evicting loads put an 8B on an H100 holding a 32B or 70B alone); recalibration open")
+def test_under_eft_lru_order_decides_what_stays_in_a_fifth_of_evicting_loads():
+    """Spec v2: residency makes real choices (v1's catalogs never evicted part of a server's set)."""
+    shares = workload_report.busy_shares(earliest_finish, make_params(EnvConfig(n_servers=16)), seeds=8)
+    assert shares["evicting_loads"] >= 50, shares
+    assert shares["partial_eviction"] >= 0.20, shares
 
 
 def test_demo_runs_and_orders_the_obvious(capsys):
