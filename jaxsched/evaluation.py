@@ -184,8 +184,17 @@ def mean_ci(x: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
     return m, m - half, m + half
 
 
+def ratio_ci(r: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
+    """Geometric mean of positive ratios and its interval: a Student-t interval on log ratios, mapped
+    back, so it stays positive (a t-interval on the ratios themselves goes negative for few, spread
+    seeds) and is symmetric between "half as long" and "twice as long"."""
+    m, lo, hi = mean_ci(np.log(np.maximum(np.asarray(r, np.float64), 1e-300)), level)
+    return math.exp(m), math.exp(lo), math.exp(hi)
+
+
 def summarize(results: dict[int, dict[str, dict[str, np.ndarray]]], normalizer: str = NORMALIZER) -> list[dict]:
-    """Rows per (policy, N): each metric's mean and 95% CI, and its per-seed ratio to `normalizer`'s."""
+    """Rows per (policy, N): each metric's mean and 95% CI over seeds, and its ratio to `normalizer`'s on
+    the same seeds (geometric mean of the per-seed ratios, 95% CI from `ratio_ci`)."""
     rows = []
     for n, by_policy in sorted(results.items()):
         ref = by_policy.get(normalizer)
@@ -196,7 +205,7 @@ def summarize(results: dict[int, dict[str, dict[str, np.ndarray]]], normalizer: 
             if ref is not None:
                 for m in METRICS:
                     ratio = metrics[m] / np.maximum(ref[m], 1e-12)
-                    row[f"norm_{m}"], row[f"norm_{m}_ci_lo"], row[f"norm_{m}_ci_hi"] = mean_ci(ratio)
+                    row[f"norm_{m}"], row[f"norm_{m}_ci_lo"], row[f"norm_{m}_ci_hi"] = ratio_ci(ratio)
             rows.append(row)
     return rows
 
@@ -269,6 +278,7 @@ def plot_normalized(rows: list[dict], path: str, metric: str = "mean_response") 
         err = np.array([[y[i] - r[f"norm_{metric}_ci_lo"], r[f"norm_{metric}_ci_hi"] - y[i]] for i, r in enumerate(rs)]).T
         ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=name)
     ax.axhline(1.0, color="grey", lw=0.8, ls="--")
+    ax.set_xticks(sorted({r["servers"] for r in rows}))  # cluster sizes are integers: tick exactly those
     ax.set_xlabel("servers (N)")
     ax.set_ylabel(f"{metric.replace('_', ' ')} / round-robin's")
     ax.legend(fontsize=8, ncol=2)

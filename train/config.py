@@ -86,7 +86,7 @@ class PPOConfig:
     # --- devices ---
     distributed: bool = opt(False, "jax.distributed.initialize() for multi-host")
     devices: int = opt(0, "shard envs over this many local devices (0 = all)")
-    cpu_devices: int = opt(0, "on a CPU: split it into this many XLA devices, one per core (0 = auto, 1 = off)")
+    cpu_devices: int = opt(0, "on a CPU: split it into this many XLA devices to shard the envs over (0 = auto = off)")
 
     @property
     def padded_servers(self) -> int:

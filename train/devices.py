@@ -5,11 +5,11 @@ device the run uses (across processes too, under `jax.distributed`);
 parameters and optimizer state are replicated, and XLA averages gradients once
 per minibatch (the loss is a mean over the global minibatch).
 
-On a CPU host, XLA runs one program as a stream of small kernels and keeps
-about one core busy; splitting the host into one XLA device per core
-(`jax_num_cpu_devices`) and sharding the envs over them uses all cores
-(docs/benchmarks.md). `split_cpu` does that before JAX starts its backends;
-the training and benchmark commands call it, library code never does.
+On a CPU host, XLA runs one program as a stream of small kernels; splitting
+the host into several XLA devices (`jax_num_cpu_devices`) and sharding the
+envs over them can use more cores (`--cpu_devices=N`; off by default, see
+`cpu_split_count`). `split_cpu` does that before JAX starts its backends; the
+training and benchmark commands call it, library code never does.
 """
 
 from __future__ import annotations
@@ -20,8 +20,6 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-MAX_AUTO_CPU_DEVICES = 8
-
 
 def cores() -> int:
     try:
@@ -31,9 +29,14 @@ def cores() -> int:
 
 
 def cpu_split_count(config) -> int:
-    """How many XLA CPU devices `split_cpu` asks for: `cpu_devices`, or (0 = auto) one per core up
-    to 8, reduced until it divides num_envs and the minibatch size (so the batch shards evenly)."""
-    n = config.cpu_devices or min(cores(), MAX_AUTO_CPU_DEVICES)
+    """How many XLA CPU devices `split_cpu` asks for: `cpu_devices` (0 = auto = 1, no split), reduced
+    until it divides num_envs and the minibatch size (so the batch shards evenly).
+
+    Auto does not split: on the 2-core box a split gave ~1.3x on an isolated update but the same
+    whole-run speed, and when other processes compete for the cores the devices' collectives can
+    stall a run almost completely (docs/benchmarks.md). `--cpu_devices=N` opts in.
+    """
+    n = config.cpu_devices or 1
     mb = config.num_envs * config.num_steps // config.num_minibatches
     while n > 1 and (config.num_envs % n or mb % n):
         n -= 1

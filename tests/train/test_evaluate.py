@@ -50,6 +50,13 @@ def test_every_policy_sees_the_same_episodes(setup):
     assert a[0].n_servers == N and len(a[0].workflows) == 4 * N
 
 
+def test_ratio_ci_stays_positive_with_two_spread_seeds():
+    m, lo, hi = H.ratio_ci(np.array([0.1, 0.9]))
+    assert 0 < lo < m < hi and m == pytest.approx(0.3)
+    t_lo = H.mean_ci(np.array([0.1, 0.9]))[1]
+    assert t_lo < 0  # what the plain t-interval on ratios gave
+
+
 def test_mean_ci_uses_student_t():
     m, lo, hi = H.mean_ci(np.array([1.0, 2.0, 3.0]))
     half = 4.302652729911275 / math.sqrt(3)  # t(0.975, 2) * s / sqrt(n), s = 1
@@ -62,7 +69,7 @@ def test_summarize_normalizes_per_seed_to_round_robin():
                "eft": {m: np.array([5.0, 15.0]) for m in H.METRICS}}}
     rows = {r["policy"]: r for r in H.summarize(res)}
     assert rows["round_robin"]["norm_mean_response"] == 1.0
-    assert rows["eft"]["norm_mean_response"] == pytest.approx((0.5 + 0.75) / 2)  # mean of ratios
+    assert rows["eft"]["norm_mean_response"] == pytest.approx((0.5 * 0.75) ** 0.5)  # geometric mean of ratios
     assert rows["eft"]["mean_response"] == 10.0 and rows["eft"]["servers"] == 8 and rows["eft"]["seeds"] == 2
 
 
