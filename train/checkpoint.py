@@ -48,7 +48,32 @@ def _manager(directory: str, best_metric: str | None = None, keep_best: int = 1,
         preservation_policy=cm.AnyPreservationPolicy(policies), create=not read_only, read_only=read_only,
         best_fn=(lambda m: m[best_metric]) if best_metric else None, best_mode="min",
         enable_async_checkpointing=False)
-    return ocp.CheckpointManager(os.path.abspath(directory), options=options)
+    try:
+        return ocp.CheckpointManager(os.path.abspath(directory), options=options)
+    except Exception as e:  # orbax reads every step's metrics when it opens a directory
+        bad = [s for s in _step_dirs(directory) if not _metrics_readable(os.path.join(directory, s))]
+        where = f"step {', '.join(bad)}: metrics unreadable" if bad else _first_line(e)
+        raise CheckpointError(f"checkpoint directory {directory!r} cannot be opened ({where}); move the damaged "
+                              "step directory aside to use the others") from None
+
+
+def _step_dirs(directory: str) -> list[str]:
+    return sorted((e for e in os.listdir(directory) if e.isdigit()), key=int) if os.path.isdir(directory) else []
+
+
+def _metrics_readable(step_dir: str) -> bool:
+    import json
+
+    folder = os.path.join(step_dir, "metrics")
+    for root, _, files in os.walk(folder):
+        for f in files:
+            try:
+                with open(os.path.join(root, f)) as fh:
+                    if f == "metrics" or f.endswith(".json"):
+                        json.load(fh)
+            except (OSError, ValueError, UnicodeDecodeError):
+                return False
+    return True
 
 
 class Checkpointer:
@@ -121,7 +146,7 @@ def _restore(directory: str, make_args, what: str, step: int | None = None):
     try:
         for s in ([step] if step is not None else list(reversed(available))):
             try:
-                out = mgr.restore(s, args=make_args())
+                out = mgr.restore(s, args=make_args(s))
             except Exception as e:  # orbax raises many types for damaged files
                 errors.append(f"step {s}: {_first_line(e)}")
                 continue
@@ -148,7 +173,7 @@ def set_aside(directory: str, step: int) -> str:
 
 
 def load_config(directory: str, step: int | None = None) -> tuple[int, dict]:
-    s, out = _restore(directory, lambda: ocp.args.Composite(config=ocp.args.JsonRestore()), "config", step)
+    s, out = _restore(directory, lambda _: ocp.args.Composite(config=ocp.args.JsonRestore()), "config", step)
     return s, out["config"]
 
 
@@ -157,7 +182,7 @@ def restore_runner(directory: str, target, step: int | None = None):
     shardings (a pytree of arrays or `jax.ShapeDtypeStruct`s)."""
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
 
-    def args():
+    def args(_):
         return ocp.args.Composite(state=ocp.args.StandardRestore(abstract), config=ocp.args.JsonRestore())
 
     # read the config first: a checkpoint of another format or architecture fails here with one line,
@@ -176,6 +201,16 @@ def load_params(directory: str, which: str | int = "latest"):
         step = best_step(directory, config["best_metric"])
     elif which != "latest":
         step = int(which)
-    s, out = _restore(directory, lambda: ocp.args.Composite(
-        params=ocp.args.StandardRestore(), config=ocp.args.JsonRestore()), "checkpoint", step)
+    s, out = _restore(directory, lambda s: ocp.args.Composite(
+        params=ocp.args.StandardRestore(_on_this_device(os.path.join(directory, str(s), "params"))),
+        config=ocp.args.JsonRestore()), "checkpoint", step)
     return s, out["params"], out["config"]
+
+
+def _on_this_device(item_dir: str):
+    """The saved tree's shapes and dtypes, placed on this process's first device: a checkpoint
+    written by several processes (or over several devices) reads back anywhere."""
+    meta = ocp.StandardCheckpointer().metadata(item_dir)
+    tree = getattr(meta, "item_metadata", meta)
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    return jax.tree.map(lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype, sharding=device), tree)

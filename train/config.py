@@ -84,8 +84,11 @@ class PPOConfig:
     wandb_group: str | None = opt(None, "wandb group (K-seed runs: the run's name)")
     progress: bool = opt(True, "progress bar (else one line per chunk)")
     # --- devices ---
-    distributed: bool = opt(False, "jax.distributed.initialize() for multi-host")
-    devices: int = opt(0, "shard envs over this many local devices (0 = all)")
+    distributed: bool = opt(False, "multi-process: jax.distributed.initialize() (cluster auto-detected, e.g. SLURM)")
+    coordinator_address: str | None = opt(None, "multi-process: host:port of process 0 (else auto-detected)")
+    num_processes: int = opt(0, "multi-process: how many processes (0: auto-detected)")
+    process_id: int = opt(-1, "multi-process: this process's index (-1: auto-detected)")
+    devices: int = opt(0, "shard envs over this many devices (0 = all; several processes: all of theirs)")
     cpu_devices: int = opt(0, "on a CPU: split it into this many XLA devices to shard the envs over (0 = auto = off)")
 
     @property
@@ -132,7 +135,7 @@ class PPOConfig:
                      "num_minibatches", "embed_dim", "num_heads", "hidden", "eval_seeds", "keep_best", "num_seeds"):
             need(getattr(self, name) >= 1, name, f"must be >= 1, got {getattr(self, name)}")
         for name in ("gnn_layers", "eval_every", "checkpoint_every", "lr_decay_updates", "warmup_updates", "devices",
-                     "cpu_devices", "stop_after"):
+                     "cpu_devices", "stop_after", "num_processes"):
             need(getattr(self, name) >= 0, name, f"must be >= 0, got {getattr(self, name)}")
         need(self.embed_dim % self.num_heads == 0, "embed_dim", f"{self.embed_dim} is not divisible by num_heads={self.num_heads}")
         need((self.num_envs * self.num_steps) % self.num_minibatches == 0, "num_minibatches",

@@ -61,11 +61,12 @@ def data_sharding(config):
     devices = jax.devices()
     local = jax.local_devices()
     n_local = config.devices or len(local)
-    if n_local > len(local):
+    if jax.process_count() == 1 and n_local > len(local):
         raise ValueError(f"devices: {n_local} requested, {len(local)} available")
     if jax.process_count() > 1:
-        if config.devices and config.devices != len(local):
-            raise ValueError("devices: with several processes every local device is used; leave --devices at 0")
+        if config.devices and config.devices != len(devices):
+            raise ValueError(f"devices: with {jax.process_count()} processes every device of every process is used "
+                             f"({len(devices)}); give --devices={len(devices)} or leave it at 0")
         use = devices
     else:
         use = local[:n_local]

@@ -166,7 +166,7 @@ class Trainer(NamedTuple):
     init: Callable  # rng -> RunnerState
     rollout: Callable  # (params, env_state, obs, rng, length) -> ((env_state, obs, rng), (Transition, episode info))
     update: Callable  # RunnerState -> (RunnerState, metrics)
-    update_chunk: Callable  # (RunnerState, n) -> (RunnerState, last metrics, stacked metrics)
+    update_chunk: Callable  # (RunnerState, n[, length]) -> (RunnerState, last metrics, stacked metrics)
     train: Callable  # rng -> (RunnerState, per-update metrics): the whole run
     net: SchedulerNet
 
@@ -265,9 +265,26 @@ def make_train(config: PPOConfig, sharding=None) -> Trainer:
         })
         return RunnerState(ts, env_state, obs, rng, n_up + 1, hyper), metrics
 
-    def update_chunk(runner: RunnerState, n: int):
-        runner, metrics = jax.lax.scan(lambda r, _: update(r), runner, length=n)
-        return runner, jax.tree.map(lambda x: x[-1], metrics), metrics
+    traced_update = jax.jit(update)  # inlined where it is called; jit only so its trace is cached
+
+    def update_chunk(runner: RunnerState, n, length: int | None = None):
+        """`n` updates. With `length` (static, >= n) the count may be traced: one compiled program then
+        serves every chunk of up to `length` updates (the loop's short chunks at evaluations,
+        checkpoints and stop points cost no recompilation); the stacked metrics have `length` rows,
+        the first `n` real and the rest zeros."""
+        if length is None:
+            runner, metrics = jax.lax.scan(lambda r, _: update(r), runner, length=n)
+            return runner, jax.tree.map(lambda x: x[-1], metrics), metrics
+        shapes = jax.eval_shape(traced_update, runner)[1]  # the trace is cached: the loop body reuses it
+        buf = jax.tree.map(lambda s: jnp.zeros((length, *s.shape), s.dtype), shapes)
+
+        def body(i, carry):
+            r, rows = carry
+            r, m = traced_update(r)
+            return r, jax.tree.map(lambda b, x: b.at[i].set(x), rows, m)
+
+        runner, rows = jax.lax.fori_loop(0, n, body, (runner, buf))
+        return runner, jax.tree.map(lambda x: x[n - 1], rows), rows
 
     def train(rng):
         """The whole run, pure: init, then `total_updates` updates. Returns (runner, per-update metrics)."""

@@ -2,9 +2,11 @@
 
 `run(config, run_dir)` trains `config.num_seeds` independent seeds in one
 compiled program: the runner state of every seed is stacked on a leading axis
-and each chunk is `vmap(update_chunk)`, `n` updates per call (Stoix style:
-jitted chunks inside a Python loop). Between chunks the loop logs, evaluates
-and checkpoints, each seed into its own run directory:
+and each chunk is `vmap(update_chunk)`, up to `updates_per_chunk` updates per
+call (Stoix style: jitted chunks inside a Python loop). The count is an
+argument of the one compiled program, so the short chunks before evaluations,
+checkpoints and stop points cost no recompilation. Between chunks the loop
+logs, evaluates and checkpoints, each seed into its own run directory:
 
 * one seed: `run_dir/` holds the orbax steps, `history.jsonl`, `summary.json`,
   `run.json`, the learning curve and wandb's files;
@@ -28,6 +30,7 @@ import signal
 import sys
 import time
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -180,7 +183,7 @@ def run(config: PPOConfig, run_dir: str | None = None, explicit: dict | None = N
             config = trackers[0].config
     sharding = data_sharding(config)
     trainer = make_train(config, sharding)
-    keys = jnp.stack([jax.random.PRNGKey(s) for s in config.seeds])
+    keys = np.stack([np.asarray(jax.random.PRNGKey(s)) for s in config.seeds])  # host data: same on every process
     init = jax.vmap(trainer.init)
     shardings = runner_shardings(jax.eval_shape(init, keys), sharding, seeds_axis=True)
     runner = jax.jit(init, out_shardings=shardings)(keys)
@@ -201,12 +204,17 @@ def run(config: PPOConfig, run_dir: str | None = None, explicit: dict | None = N
     evaluator = PolicyEvaluator(trainer.net, config.eval_servers, config.eval_seeds,
                                 EnvConfig(rho=config.rho, workflows_per_server=config.workflows_per_server,
                                           workload_seed=config.eval_workload_seed))
-    chunks: dict[int, object] = {}
+    # one program for every chunk length up to updates_per_chunk (the count is an argument, not a shape)
+    length = config.updates_per_chunk
+    def chunk_program(runner, n):
+        return over_seeds(lambda r: trainer.update_chunk(r, n, length), config.seed_batching)(runner)
+
+    # traced once per run whatever the chunk lengths (a retrace would mean the runner changed shape)
+    compiled_chunk = jax.jit(chex.assert_max_traces(chunk_program, n=1), donate_argnums=0)
 
     def chunk(runner, n):
-        if n not in chunks:
-            chunks[n] = jax.jit(over_seeds(lambda r: trainer.update_chunk(r, n), config.seed_batching), donate_argnums=0)
-        return chunks[n](runner)
+        runner, last, stacked = compiled_chunk(runner, np.int32(n))
+        return runner, last, jax.tree.map(lambda x: x[:, :n], stacked)  # [seeds, n] real rows
 
     stop = config.total_updates if not config.stop_after else min(config.total_updates, config.stop_after)
     bar = _progress(config, done) if process0 else None
@@ -226,7 +234,7 @@ def run(config: PPOConfig, run_dir: str | None = None, explicit: dict | None = N
         stopped_by = stop_request.signal if stop_request is not None else None
         evaluate = final or (config.eval_every and done % config.eval_every == 0)
         save = evaluate or stopped_by or done >= stop or (config.checkpoint_every and done % config.checkpoint_every == 0)
-        new_eval = evaluator.seeds_stacked(runner.train_state.params) if evaluate else [{} for _ in range(k)]
+        new_eval = evaluator.seeds_stacked(host_local(runner.train_state.params)) if evaluate else [{} for _ in range(k)]
         for i in range(k):
             last = _chunk_metrics(jax.tree.map(lambda x, i=i: x[i], stacked))
             last["perf/decisions_per_s"] = k * n * config.decisions_per_update / dt
@@ -236,11 +244,13 @@ def run(config: PPOConfig, run_dir: str | None = None, explicit: dict | None = N
                 eval_metrics[i] = new_eval[i]
                 last.update(new_eval[i])
             lasts[i] = last
+            # the history row first, then the checkpoint: a kill between the two leaves a row that the
+            # resume (from the previous step) drops and recomputes; the other order would lose the row
+            trackers[i].log(last, step=done)
             if save and ckpts[i]:
                 one = unstack(runner, i)
                 ckpts[i].save(done, one, one.train_state.params, seed_config(config, config.seeds[i], dirs[i]).replace(
                     resume=None).to_dict(), new_eval[i])
-            trackers[i].log(last, step=done)
         if bar is not None:
             bar.show(done, n, lasts, eval_metrics)
         if stopped_by:
@@ -271,9 +281,18 @@ def run(config: PPOConfig, run_dir: str | None = None, explicit: dict | None = N
         elif run_dir:
             target = run_dir if k == 1 else os.path.join(run_dir, f"seed{config.seeds[0]}")
             print(f"checkpoints: {run_dir}  (evaluate: python -m train.evaluate --checkpoint {target})")
+    params = host_local(runner.train_state.params)
     if k == 1:
-        return {**summaries[0], "params": unstack(runner.train_state.params, 0)}
-    return {"run_dir": run_dir, "updates": done, "seeds": summaries, "params": runner.train_state.params}
+        return {**summaries[0], "params": unstack(params, 0)}
+    return {"run_dir": run_dir, "updates": done, "seeds": summaries, "params": params}
+
+
+def host_local(tree):
+    """Replicated global arrays as this process's NumPy copies (several processes: the evaluator's
+    programs run on this process's devices alone); one process: unchanged."""
+    if jax.process_count() == 1:
+        return tree
+    return jax.tree.map(np.asarray, tree)
 
 
 def _drop_seed_axis(sharding):

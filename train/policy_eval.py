@@ -19,6 +19,18 @@ from jaxsched.baselines import earliest_finish, round_robin
 from jaxsched.evaluation import METRICS, episode_keys, mean_ci, play
 
 REFERENCES = {"norm": round_robin, "vs_eft": earliest_finish}
+_BASELINES: dict = {}  # (sizes, seeds, EnvConfig) -> prefix -> size -> metric -> [seeds]: runs in one process share them
+
+
+def _baselines(cache_key, references, split) -> dict:
+    """The reference policies' metrics on the evaluation episodes, computed once per process and
+    configuration (they depend on nothing a run trains)."""
+    if cache_key not in _BASELINES:
+        host = jax.device_get(jax.jit(references)())
+        per = len(cache_key[0]) * cache_key[1]  # (size, episode) pairs per reference policy
+        _BASELINES[cache_key] = {prefix: split(jax.tree.map(lambda x, i=i: x[i * per:(i + 1) * per], host))
+                                 for i, prefix in enumerate(REFERENCES)}
+    return _BASELINES[cache_key]
 
 
 class PolicyEvaluator:
@@ -40,8 +52,15 @@ class PolicyEvaluator:
         per_pair = lambda q: jax.vmap(lambda ns, k: one(greedy, q, ns, k))(n, keys)  # noqa: E731
         self._net = jax.jit(per_pair)
         self._net_seeds = jax.jit(jax.vmap(per_pair))  # stacked parameters of K seeds
-        self._refs = {prefix: jax.jit(lambda p=p: jax.vmap(lambda ns, k: one(lambda _, k2, o: p(k2, o), None, ns, k))(n, keys))
-                      for prefix, p in REFERENCES.items()}
+        refs = [REFERENCES[prefix] for prefix in REFERENCES]
+
+        def references():  # every reference policy in one program (one compilation, not one each)
+            pid = jnp.repeat(jnp.arange(len(refs)), n.shape[0])
+            ref = lambda i, ns, k: one(lambda _, k2, o: jax.lax.switch(i, refs, k2, o), None, ns, k)  # noqa: E731
+            return jax.vmap(ref)(pid, jnp.tile(n, len(refs)), jnp.tile(keys, (len(refs), 1)))
+
+        self._references = references
+        self._cache_key = (self.sizes, self.seeds, base)
         self._baselines = None
 
     def _split(self, metrics) -> dict[int, dict[str, np.ndarray]]:
@@ -54,7 +73,7 @@ class PolicyEvaluator:
 
     def _flat(self, raw) -> dict[str, float]:
         if self._baselines is None:
-            self._baselines = {prefix: self._split(f()) for prefix, f in self._refs.items()}
+            self._baselines = _baselines(self._cache_key, self._references, self._split)
         out = {}
         for size, metrics in raw.items():
             for m in METRICS:

@@ -28,7 +28,8 @@ from train.tracking import read_run_file
 RESUME_OVERRIDES = frozenset({
     "resume", "total_updates", "stop_after", "updates_per_chunk", "eval_every", "eval_seeds", "eval_servers",
     "best_metric", "checkpoint_every", "keep_best", "progress", "wandb_mode", "wandb_project", "wandb_entity",
-    "devices", "cpu_devices", "distributed", "lr", "srr_decorrelation", "srr_kl", "ent_coef", "lr_decay_updates",
+    "devices", "cpu_devices", "distributed", "coordinator_address", "num_processes", "process_id",
+    "lr", "srr_decorrelation", "srr_kl", "ent_coef", "lr_decay_updates",
 })
 
 
@@ -76,15 +77,37 @@ def resolve(argv: list[str]) -> tuple[PPOConfig, dict, str | None]:
         config = config.replace(cpu_devices=cpu_split_count(config))
     if not config.checkpoint_dir:
         return config, explicit, None
-    name = config.wandb_name or os.environ.get("WANDB_RUN_ID") or f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    name = config.wandb_name or os.environ.get("WANDB_RUN_ID") or unique_name(config.distributed)
     run_dir = os.path.abspath(os.path.join(config.checkpoint_dir, name))
-    if os.path.exists(os.path.join(run_dir, "run.json")) or (
-            os.path.isdir(run_dir) and any(e.isdigit() for e in os.listdir(run_dir))):
+    first = not config.distributed or _process_index() == 0  # the others follow process 0's decision
+    if first and (os.path.exists(os.path.join(run_dir, "run.json")) or (
+            os.path.isdir(run_dir) and any(e.isdigit() for e in os.listdir(run_dir)))):
         raise ValueError(f"--wandb_name: the run directory {run_dir} already exists; continue it with "
                          f"--resume {run_dir}, or pick another name")
     if config.num_seeds > 1 and not config.wandb_group:
         config = config.replace(wandb_group=name)
     return config, explicit, run_dir
+
+
+def _process_index() -> int:
+    import jax
+
+    return jax.process_index()
+
+
+def unique_name(distributed: bool = False) -> str:
+    """A run directory name no other run can get: the start time and 48 random bits (two sweep
+    agents starting in the same second differ). Under jax.distributed every process takes process 0's."""
+    name = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:12]}"
+    if distributed:
+        import jax
+        import numpy as np
+        from jax.experimental import multihost_utils
+
+        if jax.process_count() > 1:
+            raw = np.frombuffer(name.encode().ljust(64), np.uint8)
+            name = bytes(np.asarray(multihost_utils.broadcast_one_to_all(raw))).decode().strip()
+    return name
 
 
 def main(argv=None) -> dict:
@@ -93,16 +116,23 @@ def main(argv=None) -> dict:
         print(help_text(preset_of(argv)))
         return {}
     try:
+        given, _ = parse_args(argv)
+    except ValueError as e:
+        fail(str(e))
+    if given.distributed:  # before anything touches a device (reading a checkpoint does)
+        from train.launch import initialize_distributed
+
+        try:
+            initialize_distributed(given.coordinator_address, given.num_processes, given.process_id)
+        except (ValueError, RuntimeError) as e:
+            fail(f"--distributed: jax.distributed.initialize failed: {str(e).splitlines()[0] if str(e) else e!r}")
+    try:
         config, explicit, run_dir = resolve(argv)
     except (ValueError, CheckpointError) as e:
         fail(str(e))
     from train.devices import split_cpu
 
     split_cpu(config)
-    if config.distributed:
-        from train.launch import initialize_distributed
-
-        initialize_distributed()
     from train.loop import StopRequest, run
 
     try:

@@ -41,13 +41,21 @@ def _spaces(params, flat: bool):
 
 
 def _compiled(params):
+    """Jitted reset and step for one cluster. Each returns the state and ONE float32 vector on the
+    host side, [flat observation, action mask, reward, done, invalid, mean response]: one
+    device-to-host copy per step instead of six (the per-step cost of a NumPy interface is
+    dispatch and transfers, not the transition)."""
+    def pack(obs, *scalars):
+        return jnp.concatenate([flatten(obs), obs.action_mask.astype(jnp.float32),
+                                jnp.stack([jnp.asarray(x, jnp.float32) for x in scalars])])
+
     def first(key):
         obs, state = reset(key, params)
-        return flatten(obs), obs.action_mask, state
+        return pack(obs, 0.0, False, False, 0.0), state
 
     def move(state, action):
         obs, state, reward, done, info = step(jax.random.PRNGKey(0), state, action, params)
-        return flatten(obs), obs.action_mask, state, reward, done, info["invalid_action"], info["mean_response"]
+        return pack(obs, reward, done, info["invalid_action"], info["mean_response"]), state
 
     return jax.jit(first), jax.jit(move)
 
@@ -66,10 +74,14 @@ class SchedulingEnv(Env):
         self._state = None
         self._mask = None
 
-    def _obs(self, vec, mask):
-        vec = np.asarray(vec, np.float32)
-        self._mask = np.asarray(mask, np.int8)
-        return vec if self.flat else {"observation": vec, "action_mask": self._mask}
+    def _unpack(self, packed):
+        packed = np.asarray(packed)
+        n, size = int(self.params.max_servers), self.observation_space.shape[0] if self.flat else \
+            self.observation_space["observation"].shape[0]
+        vec, self._mask = packed[:size], packed[size:size + n].astype(np.int8)
+        reward, done, invalid, mean_resp = packed[size + n:]
+        obs = vec if self.flat else {"observation": vec, "action_mask": self._mask}
+        return obs, float(reward), bool(done), bool(invalid), float(mean_resp)
 
     def action_masks(self) -> np.ndarray:
         """bool [max_servers]: the servers this task may go to (active, and its model fits)."""
@@ -78,19 +90,19 @@ class SchedulingEnv(Env):
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         key = jax.random.PRNGKey(int(self.np_random.integers(0, 2**31 - 1)))
-        vec, mask, self._state = self._reset(key)
-        obs = self._obs(vec, mask)
+        packed, self._state = self._reset(key)
+        obs = self._unpack(packed)[0]
         return obs, {"action_mask": self._mask.astype(bool)}
 
     def step(self, action):
         if self._state is None:
             raise RuntimeError("step() before reset()")
-        vec, mask, self._state, reward, done, invalid, mean_resp = self._step(self._state, jnp.int32(int(action)))
-        obs = self._obs(vec, mask)
-        info = {"action_mask": self._mask.astype(bool), "invalid_action": bool(invalid)}
-        if bool(done):
-            info["mean_response"] = float(mean_resp)
-        return obs, float(reward), bool(done), False, info
+        packed, self._state = self._step(self._state, np.int32(action))
+        obs, reward, done, invalid, mean_resp = self._unpack(packed)
+        info = {"action_mask": self._mask.astype(bool), "invalid_action": invalid}
+        if done:
+            info["mean_response"] = mean_resp
+        return obs, reward, done, False, info
 
 
 class SchedulingVectorEnv(VectorEnv):
