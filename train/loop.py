@@ -30,7 +30,6 @@ import signal
 import sys
 import time
 
-import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -206,11 +205,19 @@ def run(config: PPOConfig, run_dir: str | None = None, explicit: dict | None = N
                                           workload_seed=config.eval_workload_seed))
     # one program for every chunk length up to updates_per_chunk (the count is an argument, not a shape)
     length = config.updates_per_chunk
+    traces = []
+
     def chunk_program(runner, n):
+        # traced once per run whatever the chunk lengths; a second trace means the runner changed between
+        # chunks and the program recompiles (chex's assert_max_traces keys on the source, so it would count
+        # the traces of every run in a process: a per-run counter instead)
+        traces.append(1)
+        if len(traces) == 2:
+            print("warning: train.loop: the chunk program was traced again (the runner state changed shape, dtype or "
+                  "sharding between chunks); each new trace recompiles", file=sys.stderr)
         return over_seeds(lambda r: trainer.update_chunk(r, n, length), config.seed_batching)(runner)
 
-    # traced once per run whatever the chunk lengths (a retrace would mean the runner changed shape)
-    compiled_chunk = jax.jit(chex.assert_max_traces(chunk_program, n=1), donate_argnums=0)
+    compiled_chunk = jax.jit(chunk_program, donate_argnums=0)
 
     def chunk(runner, n):
         runner, last, stacked = compiled_chunk(runner, np.int32(n))

@@ -144,13 +144,14 @@ def test_resuming_a_finished_run_changes_nothing_and_says_so(straight, tmp_path,
     assert {p: open(run_dir / p, "rb").read() for p in before} == before
 
 
-def test_evaluation_and_checkpoints_follow_the_update_count_not_the_chunks(tmp_path):
+def test_evaluation_and_checkpoints_follow_the_update_count_not_the_chunks(tmp_path, capsys):
     # chunks of 3 updates, evaluation every 4: an uninterrupted run evaluates at 4 and 8
     base = [*without(SMALL, "--updates_per_chunk"), "--updates_per_chunk=3", "--total_updates=8", "--eval_every=4",
             f"--checkpoint_dir={tmp_path}"]
     straight = run(base + ["--wandb_name=a"])
     evals = lambda d: [r["update"] for r in history(d) if "eval/4/mean_response" in r]  # noqa: E731
     assert evals(straight["run_dir"]) == [4, 8]
+    assert "traced again" not in capsys.readouterr().err  # chunks of 3, 1, 3, 1 updates: one program
     # stopped at 3 and resumed (the old loop then evaluated at 7 and 8): the same evaluations, the same result
     part = run(base + ["--wandb_name=b", "--stop_after=3"])
     resumed = run([*QUIET, f"--resume={part['run_dir']}"])
