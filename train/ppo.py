@@ -64,9 +64,10 @@ def resolve(argv: list[str]) -> tuple[PPOConfig, dict, str | None]:
         config = saved.replace(resume=run_dir, **keep)
         if config.total_updates > saved.total_updates and config.lr_schedule != "constant" \
                 and "lr_decay_updates" not in explicit:
-            print(f"note: the {config.lr_schedule} learning-rate schedule decays over the first {config.lr_horizon_updates} "
-                  "updates, as when the run started; the extra updates run at its final rate (pass --lr_decay_updates "
-                  "to stretch it)", file=sys.stderr)
+            print(f"note: the {config.lr_schedule} learning-rate schedule decays to 0 over the first "
+                  f"{config.lr_horizon_updates} updates, as when the run started, so the updates after those do not "
+                  f"learn; pass --lr_decay_updates={config.total_updates} to stretch the decay over the longer run",
+                  file=sys.stderr)
         config.validate()
         return config, explicit, run_dir
     if not config.lr_decay_updates:  # fix the schedule's horizon now, so extending the run later keeps it

@@ -279,3 +279,25 @@ def test_the_launcher_wires_each_process_and_refuses_options_it_sets(capsys):
         with pytest.raises(SystemExit) as e:
             launch.main(argv)
         assert e.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_extending_a_finished_run_keeps_the_schedule_unless_asked_and_says_what_that_means(tmp_path, capsys):
+    # the documented choice: the decay horizon fixed at the start is kept (the extension then runs at the
+    # schedule's final rate, 0, and the note says so); --lr_decay_updates stretches it
+    from train.config import PPOConfig
+    from train.learner import lr_shape
+    from train.ppo import resolve
+    from train.tracking import write_run_file
+
+    started = PPOConfig(total_updates=4, lr_decay_updates=4)
+    write_run_file(str(tmp_path), config=started.to_dict(), seeds=[0])
+    steps_per_update = started.update_epochs * started.num_minibatches
+    at_update_6 = 6 * steps_per_update
+
+    kept, _, _ = resolve([f"--resume={tmp_path}", "--total_updates=8"])
+    assert kept.lr_decay_updates == 4 and float(lr_shape(kept)(at_update_6)) == 0.0
+    err = capsys.readouterr().err
+    assert "do not learn" in err and "--lr_decay_updates=8" in err
+    stretched, _, _ = resolve([f"--resume={tmp_path}", "--total_updates=8", "--lr_decay_updates=8"])
+    assert stretched.lr_decay_updates == 8 and float(lr_shape(stretched)(at_update_6)) > 0.0
+    assert "do not learn" not in capsys.readouterr().err
