@@ -60,15 +60,15 @@ def data_sharding(config):
     """NamedSharding of the env-batch axis over the run's devices (None on one device)."""
     devices = jax.devices()
     local = jax.local_devices()
-    n_local = config.devices or len(local)
-    if jax.process_count() == 1 and n_local > len(local):
-        raise ValueError(f"devices: {n_local} requested, {len(local)} available")
     if jax.process_count() > 1:
         if config.devices and config.devices != len(devices):
             raise ValueError(f"devices: with {jax.process_count()} processes every device of every process is used "
                              f"({len(devices)}); give --devices={len(devices)} or leave it at 0")
         use = devices
     else:
+        n_local = config.devices or len(local)
+        if n_local > len(local):
+            raise ValueError(f"devices: {n_local} requested, {len(local)} available")
         use = local[:n_local]
     n = len(use)
     if n == 1:

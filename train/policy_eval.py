@@ -52,7 +52,7 @@ class PolicyEvaluator:
         per_pair = lambda q: jax.vmap(lambda ns, k: one(greedy, q, ns, k))(n, keys)  # noqa: E731
         self._net = jax.jit(per_pair)
         self._net_seeds = jax.jit(jax.vmap(per_pair))  # stacked parameters of K seeds
-        refs = [REFERENCES[prefix] for prefix in REFERENCES]
+        refs = list(REFERENCES.values())
 
         def references():  # every reference policy in one program (one compilation, not one each)
             pid = jnp.repeat(jnp.arange(len(refs)), n.shape[0])

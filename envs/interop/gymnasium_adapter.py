@@ -71,13 +71,13 @@ class SchedulingEnv(Env):
         self.observation_space = _spaces(self.params, flat)
         self.action_space = spaces.Discrete(int(self.params.max_servers))
         self._reset, self._step = _compiled(self.params)
+        self._size = flat_size(self.params)
         self._state = None
         self._mask = None
 
     def _unpack(self, packed):
         packed = np.asarray(packed)
-        n, size = int(self.params.max_servers), self.observation_space.shape[0] if self.flat else \
-            self.observation_space["observation"].shape[0]
+        n, size = int(self.params.max_servers), self._size
         vec, self._mask = packed[:size], packed[size:size + n].astype(np.int8)
         reward, done, invalid, mean_resp = packed[size + n:]
         obs = vec if self.flat else {"observation": vec, "action_mask": self._mask}
