@@ -14,10 +14,14 @@ from dataclasses import dataclass, field
 import jax.numpy as jnp
 import numpy as np
 
-from envs import catalog
+from envs import bitset, catalog
 from envs import templates as tpl
 from envs.types import BankArrays, EnvParams, pack_bank
 from envs.workload import Bank, generate_bank
+
+# The largest workflow a config may allow. Parent sets are bitsets of ceil(T / 32) words, so any
+# size works; this bound keeps a window of W slots x T tasks per env within reason.
+MAX_TASKS = 1024
 
 DEFAULT_ROLE_MODELS = (("worker", "8B"), ("agent", "14B"), ("planner", "32B"), ("judge", "70B-fp8"), ("light", "3B"))
 
@@ -132,7 +136,8 @@ class EnvConfig:
         for fld, names in (("gpus", [g.name for g in self.gpus]), ("models", [m.name for m in self.models])):
             need(len(set(names)) == len(names), fld, f"names must be unique, got {names}")
         need(self.padded_servers >= self.n_servers, "max_servers", f"{self.max_servers} is below n_servers={self.n_servers}")
-        need(1 <= self.max_tasks <= 32, "max_tasks", f"must be in 1..32 (tasks are a 32-bit parent mask), got {self.max_tasks}")
+        need(isinstance(self.max_tasks, numbers.Integral) and 1 <= self.max_tasks <= MAX_TASKS, "max_tasks",
+             f"must be an integer in 1..{MAX_TASKS}, got {self.max_tasks!r}")
         need(self.rho > 0 and np.isfinite(self.rho), "rho", f"must be > 0, got {self.rho}")
         need(self.window_slots >= 1, "window", f"must be >= 1, got {self.window}")
         need(self.episode_workflows >= 1, "n_workflows", f"must be >= 1, got {self.episode_workflows}")
@@ -220,7 +225,7 @@ class EnvConfig:
 def derive_bank_arrays(bank: Bank, config: EnvConfig) -> dict[str, np.ndarray]:
     """Per-task structure and critical-path figures the features and metrics need."""
     b, t = bank.model.shape
-    par = ((bank.parents[:, :, None] >> np.arange(t, dtype=np.uint32)[None, None, :]) & 1).astype(bool)  # [B,c,p]
+    par = bitset.np_flags(bank.parents, t)  # [B,c,p]
     n_children = par.sum(axis=1).astype(np.int32)  # count over children c of parent p
     depth = np.zeros((b, t), np.int32)
     for c in range(t):
@@ -242,7 +247,7 @@ def derive_bank_arrays(bank: Bank, config: EnvConfig) -> dict[str, np.ndarray]:
 
     rem_exp = path(bank.expected_output)
     rem_true = path(bank.output)
-    is_root = (bank.parents == 0) & (np.arange(t)[None, :] < bank.n_tasks[:, None])
+    is_root = ~np.any(bank.parents, axis=-1) & (np.arange(t)[None, :] < bank.n_tasks[:, None])
     lower = np.where(is_root, rem_true, 0.0).max(axis=1)
     root_delay = np.where(is_root, bank.tool_delay, np.inf)
     return dict(n_children=n_children, depth=depth, path_remaining=rem_exp.astype(np.float32),
@@ -251,10 +256,10 @@ def derive_bank_arrays(bank: Bank, config: EnvConfig) -> dict[str, np.ndarray]:
 
 
 def edge_lists(parents: np.ndarray, t: int) -> tuple[np.ndarray, np.ndarray]:
-    """Bitmask parents [B, T] -> (edges [B, E_real_max, 2] (parent, child) in (parent, child) order,
+    """Parent bitsets [B, T, W] -> (edges [B, E_real_max, 2] (parent, child) in (parent, child) order,
     padded with (t, t); n_edges [B])."""
     b = parents.shape[0]
-    par = ((parents[:, :, None] >> np.arange(t, dtype=np.uint32)[None, None, :]) & 1).astype(bool)  # [B,c,p]
+    par = bitset.np_flags(parents, t)  # [B,c,p]
     n_edges = par.sum(axis=(1, 2)).astype(np.int32)
     cap = max(int(n_edges.max(initial=0)), 1)
     edges = np.full((b, cap, 2), t, np.int32)
@@ -271,7 +276,7 @@ def work_per_workflow(bank: Bank, config: EnvConfig) -> np.ndarray:
     prefilled, every parent remote, no model load. Sets the arrival rate."""
     t = bank.max_tasks
     valid = np.arange(t)[None, :] < bank.n_tasks[:, None]
-    par = ((bank.parents[:, :, None] >> np.arange(t, dtype=np.uint32)[None, None, :]) & 1).astype(bool)
+    par = bitset.np_flags(bank.parents, t)
     parent_tokens = (par * bank.expected_output[:, None, :]).sum(axis=2)
     prompt = bank.input_tokens + bank.prefix_tokens[:, None] + parent_tokens
     params_b = np.array([m.params_b for m in config.models])[bank.model]
@@ -341,6 +346,10 @@ def _fit_bank(bank: Bank, t: int) -> Bank:
     def p(a):
         return np.pad(a, ((0, 0), (0, pad))) if pad > 0 else a[:, :t]
 
+    def p3(a):  # [B, T, W]: the task axis
+        return np.pad(a, ((0, 0), (0, pad), (0, 0))) if pad > 0 else a[:, :t]
+
     return dataclasses.replace(bank, model=p(bank.model), input_tokens=p(bank.input_tokens),
                                expected_output=p(bank.expected_output), output=p(bank.output),
-                               tool_delay=p(bank.tool_delay), parents=p(bank.parents))
+                               tool_delay=p(bank.tool_delay),
+                               parents=bitset.np_resize(p3(bank.parents), bitset.n_words(t)))

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from envs import bitset
 from envs.observation import observe
 from envs.residency import lru_evictions
 from envs.sizes import active_slots, episode_workflows
@@ -22,19 +23,6 @@ from envs.types import Decision, EnvParams, EnvState
 
 INF = np.float32(np.inf)  # NumPy scalars: importing envs must not start a JAX backend
 BIG_INT = np.int32(2**30)
-
-
-def bit(i):
-    return jnp.left_shift(jnp.uint32(1), jnp.asarray(i, jnp.uint32))
-
-
-def parent_flags(bits, t: int):
-    """uint32 bitmask -> bool[t]."""
-    return ((bits >> jnp.arange(t, dtype=jnp.uint32)) & 1).astype(bool)
-
-
-def full_mask(n):
-    return jnp.where(n >= 32, jnp.uint32(0xFFFFFFFF), bit(jnp.minimum(n, 31)) - jnp.uint32(1))
 
 
 def write_row(arr, i, val, live):
@@ -46,12 +34,13 @@ def write_row(arr, i, val, live):
 def frontier(parents, delay, n_tasks, assigned, ready, t: int):
     """Earliest available task of one workflow: unassigned, every parent assigned.
 
+    `parents` [T, W] and `assigned` [W] are bitsets (envs.bitset).
     Returns (ready time, task index); (inf, 0) when none. Ties go to the lower index.
     """
     idx = jnp.arange(t)
     valid = idx < n_tasks
-    unassigned = ((assigned >> idx.astype(jnp.uint32)) & 1) == 0
-    parents_done = (parents & ~assigned) == 0
+    unassigned = ~bitset.flags(assigned, t)
+    parents_done = bitset.subset(parents, assigned[None, :])
     r = jnp.where(valid & unassigned & parents_done, ready + delay, INF)
     j = jnp.argmin(r)
     return r[j], j.astype(jnp.int32)
@@ -152,7 +141,7 @@ def reset_from(params: EnvParams, gpu, active, init_model, arrivals, wf_bank, ra
         recent_start=jnp.zeros((n, q), jnp.float32), recent_expected=jnp.zeros((n, q), jnp.float32),
         n_assigned=jnp.zeros(n, jnp.int32), busy=jnp.zeros(n, jnp.float32),
         slot_bank=slot_bank, slot_seq=jnp.where(occupied, seq, -1).astype(jnp.int32),
-        slot_arrival=slot_arrival, slot_admit=slot_arrival, slot_assigned=jnp.zeros(w_slots, jnp.uint32),
+        slot_arrival=slot_arrival, slot_admit=slot_arrival, slot_assigned=jnp.zeros((w_slots, bitset.n_words(t)), jnp.uint32),
         slot_next_ready=nr, slot_next_task=nt, slot_max_finish=jnp.full(w_slots, -INF),
         task_server=jnp.full((w_slots, t), -1, jnp.int32), task_finish=jnp.zeros((w_slots, t), jnp.float32),
         task_seq=jnp.zeros((w_slots, t), jnp.int32), task_ready=ready0,
@@ -220,7 +209,7 @@ def step(key, state: EnvState, action, params: EnvParams):
     g = state.gpu[s]
 
     # --- parents: locality (same server and same model) and readiness (latency across servers) ---
-    is_parent = parent_flags(row.parents[c], t)
+    is_parent = bitset.flags(row.parents[c], t)
     p_srv, p_fin = state.task_server[w], state.task_finish[w]
     same_server = is_parent & (p_srv == s)
     remote = is_parent & ~(same_server & (row.model == model))  # outputs the child's model must prefill
@@ -280,14 +269,15 @@ def step(key, state: EnvState, action, params: EnvParams):
     # --- write the task and its workflow ---
     tidx = jnp.arange(t)
     is_c = tidx == c
-    assigned = state.slot_assigned[w] | bit(c)
-    is_child = ((row.parents >> jnp.asarray(c, jnp.uint32)) & 1) == 1
+    wd = bitset.n_words(t)
+    assigned = state.slot_assigned[w] | bitset.single(c, wd)
+    is_child = bitset.member(row.parents, c)
     row_srv = jnp.where(is_c, s, p_srv)
     row_fin = jnp.where(is_c, finish, p_fin)
     row_seq = jnp.where(is_c, state.n_assigned[s], state.task_seq[w])
     row_ready = jnp.where(is_child, jnp.maximum(state.task_ready[w], finish), state.task_ready[w])
     max_finish = jnp.maximum(state.slot_max_finish[w], finish)
-    complete = assigned == full_mask(row.n_tasks)
+    complete = jnp.all(assigned == bitset.first_n(row.n_tasks, wd))
     arrival = state.slot_arrival[w]
     response = max_finish - arrival
 
@@ -299,7 +289,7 @@ def step(key, state: EnvState, action, params: EnvParams):
     new_arrival = st.arrivals[j_safe]
     new_admit = jnp.maximum(new_arrival, state.clock)
     slot_b = jnp.where(admit_new, new_b, st.slot_bank[w])
-    f_assigned = jnp.where(complete, jnp.uint32(0), assigned)
+    f_assigned = jnp.where(complete, jnp.uint32(0), assigned)  # [W] words
     f_ready = jnp.where(admit_new, new_admit, row_ready)
     # A fresh workflow's first ready task is precomputed per bank row; otherwise scan this one.
     nr, nt = frontier(row.parents, row.tool_delay, row.n_tasks, assigned, row_ready, t)

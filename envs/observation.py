@@ -9,6 +9,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from envs import bitset
 from envs.residency import lru_evictions
 from envs.sizes import episode_workflows
 from envs.types import DagView, EnvParams, EnvState, Observation
@@ -25,8 +26,8 @@ def observe(state: EnvState, params: EnvParams) -> Observation:
     row = params.bank.row(b)
     model = row.model[c]
     tidx = jnp.arange(t)
-    is_parent = ((row.parents[c] >> tidx.astype(jnp.uint32)) & 1).astype(bool)
-    assigned = ((state.slot_assigned[w] >> tidx.astype(jnp.uint32)) & 1).astype(bool)
+    is_parent = bitset.flags(row.parents[c], t)
+    assigned = bitset.flags(state.slot_assigned[w], t)
     valid = tidx < row.n_tasks
     p_srv, p_fin = state.task_server[w], state.task_finish[w]
     m_onehot = (jnp.arange(m) == model).astype(jnp.float32)
@@ -58,7 +59,7 @@ def observe(state: EnvState, params: EnvParams) -> Observation:
     resident = state.resident[:, model]
     app = row.app
     prefix_hit = jnp.any(state.cache_key == app * m + model, axis=1)
-    adjacency = ((row.parents[None, :] >> tidx[:, None].astype(jnp.uint32)) & 1).astype(bool)  # [p, c]
+    adjacency = bitset.flags(row.parents, t).T  # [p, c]
     # The children's other parents that are already placed: where the children will find inputs.
     # Information rule: an unfinished co-parent counts with its expected output.
     is_child = adjacency[c]
@@ -197,7 +198,7 @@ def future_costs(state: EnvState, params: EnvParams, model, prefix_hit, evict):
     bank, sb = params.bank, state.slot_bank
     widx, tidx, midx = jnp.arange(params.window), jnp.arange(t), jnp.arange(m)
     open_slot = (state.slot_seq >= 0) & (state.slot_arrival <= now)
-    assigned = ((state.slot_assigned[:, None] >> tidx[None, :].astype(jnp.uint32)) & 1).astype(bool)
+    assigned = bitset.flags(state.slot_assigned, t)  # [W, T]
     pend = open_slot[:, None] & (tidx[None, :] < bank.n_tasks[sb][:, None]) & ~assigned
     pend = pend & ~((widx[:, None] == w_cur) & (tidx[None, :] == c_cur))
     per_model = (pend[:, :, None] & (bank.model[sb][:, :, None] == midx)).sum(axis=1).astype(jnp.float32)  # [W, M]

@@ -10,7 +10,7 @@ and summary, so a trace is evidence rather than a claim.
     python -m envs.trace --policy eft --servers 16 --seed 0 --out t.json --gantt t.png --check
     python -m envs.trace --from-trace t.json --gantt t.png
 
-Layout (spec v1, "Traces in and out"); nothing else sits at the top level:
+Layout (spec v2, "Traces in and out"); nothing else sits at the top level:
 
     spec_version, gpus, models, constants, servers, workflows, decisions, summary
 
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import io
 import json
 import math
 import os
@@ -33,13 +32,13 @@ import sys
 
 from envs import catalog
 from envs.config import EnvConfig
-from envs.files import atomic_write_bytes, atomic_write_json
+from envs.files import atomic_write_json
 from envs.instance import Instance
 from envs.workload import WorkflowSpec
 
 __all__ = [
     "DECISION_FIELDS", "SUMMARY_FIELDS", "TOP_LEVEL_FIELDS", "check_trace", "episode_trace", "load_trace",
-    "main", "plot_gantt", "record_episode", "resimulate", "resimulate_decisions", "trace_instance",
+    "main", "record_episode", "registered_policies", "resolve_policy", "resimulate", "resimulate_decisions", "trace_instance",
 ]
 
 TOP_LEVEL_FIELDS = ("spec_version", "gpus", "models", "constants", "servers", "workflows", "decisions", "summary")
@@ -54,7 +53,6 @@ SUMMARY_FIELDS = ("mean_response", "p95_response", "makespan", "episode_return")
 COST_FIELDS = ("load_s", "prefix_s", "remote_s", "prefill_s", "decode_s")
 SHARE_NAMES = ("load", "prefix", "remote", "prefill", "decode", "overhead")
 _INT_DECISION = ("seq", "workflow", "task", "server")
-POLICIES = ("random", "round_robin", "least_loaded", "eft")
 
 
 # --------------------------------------------------------------------------- out
@@ -114,31 +112,66 @@ def _busy_time_share(decisions: list[dict], overhead_s: float) -> dict | None:
     return {name: p / total for name, p in zip(SHARE_NAMES, parts, strict=True)}
 
 
+POLICY_GROUP = "jaxsched.policies"  # entry points: each names a dict of policy name -> policy(key, obs)
+
+
+def registered_policies() -> dict:
+    """Policies other packages register under the `jaxsched.policies` entry-point group (jaxsched
+    registers its baselines there), loaded on demand: envs never imports the packages above it."""
+    from importlib.metadata import entry_points
+
+    out = {}
+    for ep in sorted(entry_points(group=POLICY_GROUP), key=lambda e: e.name):
+        table = ep.load()
+        out.update(table if isinstance(table, dict) else {ep.name: table})
+    return out
+
+
+def resolve_policy(spec):
+    """A policy callable from a callable, a registered name, or `module:attribute`."""
+    if callable(spec):
+        return spec
+    if ":" in spec:
+        import importlib
+
+        mod, _, attr = spec.partition(":")
+        try:
+            policy = getattr(importlib.import_module(mod), attr)
+        except (ImportError, AttributeError) as e:
+            raise ValueError(f"policy: cannot load {spec!r}: {e}") from None
+        if not callable(policy):
+            raise ValueError(f"policy: {spec!r} is not callable")
+        return policy
+    table = registered_policies()
+    if spec not in table:
+        known = ", ".join(table) or "none registered (install the project: pip install -e .)"
+        raise ValueError(f"policy: unknown policy {spec!r}; choose from {known}, or give module:function")
+    return table[spec]
+
+
 @functools.cache
-def _episode_runner(policy_name: str):
+def _episode_runner(policy):
     """One jitted episode per policy; params are an argument, so configs of one shape share it."""
     import jax
 
     from envs.rollout import run_episode
-    from jaxsched import baselines  # inside: envs must not import jaxsched at module level
 
-    policy = baselines.get(policy_name)
     return jax.jit(functools.partial(run_episode, policy, record=True))
 
 
-def record_episode(config: EnvConfig, policy_name: str, seed: int) -> dict:
-    """Play one JAX episode with a baseline policy and return its trace."""
+def record_episode(config: EnvConfig, policy, seed: int) -> dict:
+    """Play one JAX episode and return its trace. `policy`: a jittable `policy(key, obs) -> action`,
+    a registered name (`registered_policies`, e.g. "eft") or "module:function"."""
     import jax
 
     from envs.config import make_params
     from envs.instance import materialize
     from envs.rollout import decisions_to_rows
-    from jaxsched import baselines  # inside: envs must not import jaxsched at module level
 
-    baselines.get(policy_name)  # a clear error for an unknown name, before any work
+    policy = resolve_policy(policy)  # a clear error for an unknown name, before any work
     params = make_params(config)
     key = jax.random.PRNGKey(seed)
-    state, metrics, dec = _episode_runner(policy_name)(key, params)
+    state, metrics, dec = _episode_runner(policy)(key, params)
     n = int(state.decisions)
     rows = decisions_to_rows(dec, n)
     k_reset, _ = jax.random.split(key)  # run_episode resets with the first half of its key
@@ -425,73 +458,6 @@ def responses(trace: dict) -> list[float]:
     return [f - float(w["arrival"]) for f, w in zip(last, trace["workflows"], strict=True)]
 
 
-# --------------------------------------------------------------------------- Gantt
-
-
-def plot_gantt(trace: dict, path, title: str | None = None) -> None:
-    """Servers down the y axis, time along x; one bar per task, coloured by workflow.
-
-    The first `load_s` of a bar (a model load) is darker and hatched; a black wedge at a
-    bar's start marks a prefix-cache hit. Written atomically as PNG.
-    """
-    import matplotlib
-    import matplotlib.colors as mcolors
-    from matplotlib.figure import Figure
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import Patch
-
-    servers = trace["servers"]
-    decs = trace["decisions"]
-    n = len(servers)
-    end = max((float(d["finish"]) for d in decs), default=1.0)
-    fig = Figure(figsize=(min(24.0, 8.0 + 0.02 * len(decs)), min(40.0, 2.2 + 0.38 * n)), dpi=110)
-    ax = fig.subplots()
-    # one distinct colour per workflow: tab20's 20, then evenly spaced hues (golden-ratio steps) beyond
-    n_wf = 1 + max((int(d["workflow"]) for d in decs), default=0)
-    cmap = [mcolors.to_rgb(c) for c in matplotlib.colormaps["tab20"].colors]
-    cmap += [mcolors.hsv_to_rgb(((i * 0.618034) % 1.0, 0.55 + 0.35 * (i % 2), 0.85 - 0.25 * (i % 3 == 0)))
-             for i in range(max(n_wf - len(cmap), 0))]
-    ys = [int(d["server"]) for d in decs]
-    starts = [float(d["start"]) for d in decs]
-    widths = [float(d["finish"]) - float(d["start"]) for d in decs]
-    colors = [cmap[int(d["workflow"]) % len(cmap)] for d in decs]
-    ax.barh(ys, widths, left=starts, height=0.72, color=colors, edgecolor="white", linewidth=0.4)
-    loads = [(y, s, float(d["load_s"]), c)
-             for y, s, d, c in zip(ys, starts, decs, colors, strict=True) if float(d["load_s"]) > 0]
-    if loads:
-        ax.barh([x[0] for x in loads], [x[2] for x in loads], left=[x[1] for x in loads], height=0.72,
-                color=[tuple(0.55 * v for v in x[3]) for x in loads], hatch="////", edgecolor="0.9", linewidth=0)
-    hits = [(s, y) for s, y, d in zip(starts, ys, decs, strict=True) if d["prefix_hit"]]
-    if hits:
-        ax.scatter([h[0] for h in hits], [h[1] - 0.36 for h in hits], marker="v", s=14, c="black",
-                   zorder=3, linewidths=0)
-    ax.set_yticks(range(n), [f"{s['id']}: {s['gpu']}" for s in servers])
-    ax.set_ylim(n - 0.4, -0.6)
-    ax.set_xlim(0, end * 1.01 if end > 0 else 1.0)
-    ax.set_xlabel("time (s)")
-    ax.set_ylabel("server")
-    ax.grid(axis="x", linewidth=0.3, alpha=0.5)
-    s = trace.get("summary", {})
-    head = f"{title} — " if title else ""
-    line = (f"{head}{n} servers, {len(trace['workflows'])} workflows, {len(decs)} tasks")
-    if all(f in s for f in SUMMARY_FIELDS):
-        line += (f"\nmean response {s['mean_response']:.2f} s, P95 {s['p95_response']:.2f} s, "
-                 f"makespan {s['makespan']:.1f} s")
-        if "utilization" in s:
-            line += f", utilization {s['utilization']:.0%}"
-    ax.set_title(line, fontsize=10)
-    handles = [
-        Patch(facecolor="0.75", edgecolor="white", label="task (colour = workflow)"),
-        Patch(facecolor="0.35", hatch="////", edgecolor="0.9", label="model load (first load_s of the task)"),
-        Line2D([], [], marker="v", linestyle="none", color="black", markersize=5, label="prefix-cache hit"),
-    ]
-    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.06 - 0.35 / max(n, 1)),
-              ncol=3, fontsize=8, frameon=False)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", bbox_inches="tight")
-    atomic_write_bytes(path, buf.getvalue())
-
-
 # --------------------------------------------------------------------------- CLI
 
 
@@ -507,8 +473,13 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m envs.trace",
         description="Record a baseline's episode as a JSON schedule trace, draw its Gantt chart, or "
                     "re-simulate a trace on the reference simulator.")
-    p.add_argument("--policy", choices=POLICIES, help="baseline policy to record")
-    p.add_argument("--servers", type=int, default=16, metavar="N", help="active servers (default 16)")
+    p.add_argument("--policy", metavar="NAME", help="policy to record: a registered name (random, round_robin, "
+                   "least_loaded, jsq, eft, residency_first, locality_first, fate_lite) or module:function")
+    p.add_argument("--servers", type=int, default=None, metavar="N", help="active servers (default 16, or len(--gpus))")
+    p.add_argument("--gpus", metavar="G1,G2,...", help="the cluster, one GPU type per server (catalog names, e.g. "
+                   "H100,H100,A100,L4); default: sampled by --gpu-mix")
+    p.add_argument("--gpu-mix", metavar="G=W,...", help="sampling weights of GPU types, e.g. H100=2,L4=1 "
+                   "(others 0; default: the catalog's mix)")
     p.add_argument("--seed", type=int, default=0, help="episode seed (default 0)")
     p.add_argument("--out", metavar="FILE.json", help="where to write the trace")
     p.add_argument("--gantt", metavar="FILE.png", help="also draw the trace's Gantt chart here")
@@ -526,11 +497,38 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _record_config(args, p) -> EnvConfig:
+    kw = {}
+    names = [g.name for g in catalog.DEFAULT_GPUS]
+    if args.gpus:
+        gpus = tuple(g.strip() for g in args.gpus.split(","))
+        for g in gpus:
+            if g not in names:
+                p.error(f"--gpus: unknown GPU {g!r} (catalog has {', '.join(names)})")
+        if args.servers is not None and args.servers != len(gpus):
+            p.error(f"--gpus lists {len(gpus)} GPUs but --servers is {args.servers}")
+        args.servers = len(gpus)
+        kw["gpu_types"] = gpus
+    if args.gpu_mix:
+        weights = dict.fromkeys(names, 0.0)
+        for item in args.gpu_mix.split(","):
+            g, eq, w = item.partition("=")
+            g = g.strip()
+            if g not in names:
+                p.error(f"--gpu-mix: unknown GPU {g!r} (catalog has {', '.join(names)})")
+            try:
+                weights[g] = float(w) if eq else float("nan")
+            except ValueError:
+                weights[g] = float("nan")
+            if not weights[g] >= 0:
+                p.error(f"--gpu-mix: {item!r} must be NAME=WEIGHT with a weight >= 0")
+        kw["gpu_weights"] = tuple(weights.values())
+    if args.servers is None:
+        args.servers = 16
     if args.servers < 1:
         p.error(f"--servers: must be >= 1, got {args.servers}")
     if args.n_workflows is not None and args.n_workflows < 1:
         p.error(f"--n-workflows: must be >= 1, got {args.n_workflows}")
-    kw = dict(n_servers=args.servers, rho=args.rho, bank_size=args.bank_size, workload_seed=args.workload_seed,
+    kw.update(n_servers=args.servers, rho=args.rho, bank_size=args.bank_size, workload_seed=args.workload_seed,
               max_tasks=args.max_tasks, n_workflows=args.n_workflows)
     if args.workflows:
         from envs.workflow_io import load_workflows
@@ -571,7 +569,11 @@ def main(argv=None) -> int:
         if not args.out:
             p.error("--out FILE.json is required to record an episode")
         config = _record_config(args, p)
-        trace = record_episode(config, args.policy, args.seed)
+        try:
+            policy = resolve_policy(args.policy)
+        except ValueError as e:
+            p.error(f"--policy: {e}")
+        trace = record_episode(config, policy, args.seed)
         try:
             atomic_write_json(args.out, trace)
         except OSError as e:
@@ -588,6 +590,8 @@ def main(argv=None) -> int:
               f"(mean {ref['mean_response']:.3f} s, P95 {ref['p95_response']:.3f} s, "
               f"makespan {ref['makespan']:.3f} s)")
     if args.gantt:
+        from envs.viewer import plot_gantt
+
         try:
             plot_gantt(trace, args.gantt, title=label)
         except OSError as e:

@@ -29,7 +29,7 @@ class BankArrays:
     expected_output: chex.Array  # [B,T] f32
     output: chex.Array  # [B,T] f32, hidden from observations
     tool_delay: chex.Array  # [B,T] f32
-    parents: chex.Array  # [B,T] uint32 bitmask
+    parents: chex.Array  # [B,T,W] uint32: task c's parents as a bitset of W = ceil(T / 32) words (envs.bitset)
     n_children: chex.Array  # [B,T] int32
     depth: chex.Array  # [B,T] int32
     # [B,T] f32: expected critical path from this task on (its tool delay included), timed on the
@@ -43,8 +43,8 @@ class BankArrays:
     # The observation hands it to policies as is, so a graph network's work follows the real edges.
     edges: chex.Array = None
     n_edges: chex.Array = None  # [B] int32
-    # All of the above in one [B, T, len(PACKED_COLUMNS)] f32 array (ints bit-cast, per-workflow
-    # values repeated over T), so the step fetches a workflow with one gather instead of thirteen.
+    # All of the above in one [B, T, len(PACKED_COLUMNS) + W] f32 array (ints bit-cast, per-workflow
+    # values repeated over T, the parent words last), so the step fetches a workflow with one gather.
     packed: chex.Array = None
 
     @property
@@ -58,15 +58,16 @@ class BankArrays:
         for i, name in enumerate(PACKED_COLUMNS):
             col = r[..., i]
             if name in INT_COLUMNS:
-                col = jax.lax.bitcast_convert_type(col, jnp.uint32 if name == "parents" else jnp.int32)
+                col = jax.lax.bitcast_convert_type(col, jnp.int32)
             cols[name] = col[..., 0] if name in WORKFLOW_COLUMNS else col
+        cols["parents"] = jax.lax.bitcast_convert_type(r[..., len(PACKED_COLUMNS):], jnp.uint32)
         return BankArrays(**cols, root_delay=self.root_delay[b], root_task=self.root_task[b], edges=self.edges[b],
                           n_edges=self.n_edges[b])
 
 
-PACKED_COLUMNS = ("model", "input_tokens", "expected_output", "output", "tool_delay", "parents", "n_children",
+PACKED_COLUMNS = ("model", "input_tokens", "expected_output", "output", "tool_delay", "n_children",
                   "depth", "path_remaining", "n_tasks", "app", "prefix_tokens", "lower_bound")
-INT_COLUMNS = frozenset({"model", "parents", "n_children", "depth", "n_tasks", "app"})
+INT_COLUMNS = frozenset({"model", "n_children", "depth", "n_tasks", "app"})
 WORKFLOW_COLUMNS = frozenset({"n_tasks", "app", "prefix_tokens", "lower_bound"})
 
 
@@ -78,9 +79,10 @@ def pack_bank(bank: BankArrays) -> BankArrays:
         if name in WORKFLOW_COLUMNS:
             a = jnp.broadcast_to(a[:, None], (a.shape[0], t))
         if name in INT_COLUMNS:
-            a = jax.lax.bitcast_convert_type(a.astype(jnp.uint32 if name == "parents" else jnp.int32), jnp.float32)
+            a = jax.lax.bitcast_convert_type(a.astype(jnp.int32), jnp.float32)
         cols.append(a.astype(jnp.float32))
-    return bank.replace(packed=jnp.stack(cols, axis=-1))
+    words = jax.lax.bitcast_convert_type(jnp.asarray(bank.parents, jnp.uint32), jnp.float32)  # [B, T, W]
+    return bank.replace(packed=jnp.concatenate([jnp.stack(cols, axis=-1), words], axis=-1))
 
 
 @struct.dataclass
@@ -143,7 +145,7 @@ class EnvState:
     slot_seq: chex.Array  # int32 [W], workflow number in the episode, -1 when empty
     slot_arrival: chex.Array  # f32 [W]
     slot_admit: chex.Array  # f32 [W]
-    slot_assigned: chex.Array  # uint32 [W] bitmask of assigned tasks
+    slot_assigned: chex.Array  # uint32 [W, ceil(T / 32)]: the assigned tasks as a bitset (envs.bitset)
     slot_next_ready: chex.Array  # f32 [W], earliest ready time among available tasks, inf if none
     slot_next_task: chex.Array  # int32 [W]
     slot_max_finish: chex.Array  # f32 [W]

@@ -82,22 +82,25 @@ def _num(ctx, where, v, *, integer=False, minimum=0.0):
 
 
 def _toposort(ctx, where, ids, parents):
-    """Order tasks so parents come first; stable for already-ordered input."""
+    """Order tasks so parents come first; stable for already-ordered input (iterative: any depth)."""
     order, state = [], {}
-
-    def visit(i, stack):
-        if state.get(i) == 2:
-            return
-        if state.get(i) == 1:
-            ctx.fail(where, f"the parents form a cycle through task {ids[i]!r}")
-        state[i] = 1
-        for p in parents[i]:
-            visit(p, stack)
-        state[i] = 2
-        order.append(i)
-
-    for i in range(len(ids)):
-        visit(i, None)
+    for root in range(len(ids)):
+        if state.get(root) == 2:
+            continue
+        stack = [(root, iter(parents[root]))]
+        state[root] = 1
+        while stack:
+            i, it = stack[-1]
+            p = next(it, None)
+            if p is None:
+                stack.pop()
+                state[i] = 2
+                order.append(i)
+            elif state.get(p) == 1:
+                ctx.fail(where, f"the parents form a cycle through task {ids[p]!r}")
+            elif state.get(p) is None:
+                state[p] = 1
+                stack.append((p, iter(parents[p])))
     return order
 
 
@@ -117,6 +120,8 @@ def _finish(ctx, where, app, prefix, rows, model_names, max_tasks, sigma, rng):
     for i, r in enumerate(rows):
         ps = []
         for p in r["parents"]:
+            if isinstance(p, (list, dict, float)) or p is None:
+                ctx.fail(f"{where}.tasks[{i}].parents", f"must list task ids, got {p!r}")
             if p not in index:
                 ctx.fail(f"{where}.tasks[{i}].parents", f"unknown task id {p!r}")
             if index[p] == i:
@@ -248,12 +253,12 @@ def load_wfformat(path, model_names, max_tasks=32, sigma=0.5, seed=0,
         rows.append(dict(id=key, ins=ins, outs=outs, runtime=float(runtime or 0.0),
                          parents=list(t.get("parents", []))))
     # children lists also define edges
-    ids = {r["id"] for r in rows}
+    by_id = {r["id"]: r for r in rows}
     for i, t in enumerate(tasks):
         for ch in t.get("children", []):
-            if ch not in ids:
+            if ch not in by_id:
                 ctx.fail(f"{base}[{i}].children", f"unknown task {ch!r}")
-            row = next(r for r in rows if r["id"] == ch)
+            row = by_id[ch]
             if rows[i]["id"] not in row["parents"]:
                 row["parents"].append(rows[i]["id"])
     bpt = mapping.bytes_per_token

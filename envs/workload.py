@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from envs import bitset
 from envs import templates as tpl
 
 
@@ -49,7 +50,7 @@ class Bank:
     expected_output: np.ndarray  # [B,T] float32
     output: np.ndarray  # [B,T] float32 (hidden from the policy)
     tool_delay: np.ndarray  # [B,T] float32
-    parents: np.ndarray  # [B,T] uint32 bitmask: bit p set when task p is a parent
+    parents: np.ndarray  # [B,T,W] uint32 bitsets (envs.bitset): bit p set when task p is a parent
     app_names: tuple[str, ...] = field(default_factory=tuple)
     template_names: tuple[str, ...] = tpl.TEMPLATE_NAMES
 
@@ -69,7 +70,7 @@ class Bank:
 
     def workflow(self, b: int, model_names=None) -> WorkflowSpec:
         n = int(self.n_tasks[b])
-        pm = self.parents[b]
+        pm = bitset.np_flags(self.parents[b], self.max_tasks)  # [c, p]
         return WorkflowSpec(
             app=self.app_names[int(self.app[b])],
             prefix_tokens=int(self.prefix_tokens[b]),
@@ -78,7 +79,7 @@ class Bank:
             expected_output_tokens=tuple(int(x) for x in self.expected_output[b, :n]),
             output_tokens=tuple(int(x) for x in self.output[b, :n]),
             tool_delay=tuple(float(x) for x in self.tool_delay[b, :n]),
-            parents=tuple(tuple(p for p in range(n) if (int(pm[c]) >> p) & 1) for c in range(n)),
+            parents=tuple(tuple(int(p) for p in np.flatnonzero(pm[c, :n])) for c in range(n)),
             template=(self.template_names[int(self.template[b])] if self.template[b] >= 0 else "file"),
         )
 
@@ -99,8 +100,8 @@ def bank_from_specs(specs: list[WorkflowSpec], max_tasks: int) -> Bank:
         prefix_tokens=np.zeros(b, np.float32), model=np.zeros((b, t), np.int32),
         input_tokens=np.zeros((b, t), np.float32), expected_output=np.zeros((b, t), np.float32),
         output=np.zeros((b, t), np.float32), tool_delay=np.zeros((b, t), np.float32),
-        parents=np.zeros((b, t), np.uint32),
     )
+    parent_flags = np.zeros((b, t, t), bool)  # [B, c, p]
     for i, w in enumerate(specs):
         n = w.n_tasks
         if w.app not in app_prefix:
@@ -120,8 +121,8 @@ def bank_from_specs(specs: list[WorkflowSpec], max_tasks: int) -> Bank:
         arr["output"][i, :n] = w.output_tokens
         arr["tool_delay"][i, :n] = w.tool_delay
         for c, ps in enumerate(w.parents):
-            arr["parents"][i, c] = np.uint32(sum(1 << p for p in ps))
-    return Bank(**arr, app_names=tuple(app_names))
+            parent_flags[i, c, list(ps)] = True
+    return Bank(**arr, parents=bitset.np_from_flags(parent_flags), app_names=tuple(app_names))
 
 
 def generate_bank(

@@ -74,3 +74,25 @@ def test_importing_the_project_starts_no_jax_backend():
             "train.bench, train.evaluate, analysis.reproduce;"
             "sys.exit(1 if xb.backends_are_initialized() else 0)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def _upward_imports(package: str, above: tuple[str, ...]) -> list[str]:
+    """`module: name` for every import of a layer above, at module level or inside a function."""
+    import ast
+    import pathlib
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    bad = []
+    for path in sorted((root / package).rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [node.module] if isinstance(node, ast.ImportFrom) and node.module else \
+                [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            bad += [f"{path.relative_to(root)}: {n}" for n in names if n.split(".")[0] in above]
+    return bad
+
+
+def test_no_module_imports_a_layer_above_even_inside_a_function():
+    """envs finds the baselines through the `jaxsched.policies` entry points, never by importing them."""
+    assert _upward_imports("envs", ("jaxsched", "train", "analysis")) == []
+    assert _upward_imports("jaxsched", ("train", "analysis")) == []
+    assert _upward_imports("train", ("analysis",)) == []

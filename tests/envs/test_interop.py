@@ -216,6 +216,7 @@ def test_an_outside_purejaxrl_style_ppo_learns_on_the_gymnax_env():
 
 # ----------------------------------------------------------------------------- an outside torch trainer
 
+@pytest.mark.slow
 def test_sb3_contrib_maskable_ppo_beats_random():
     sb3 = pytest.importorskip("sb3_contrib")
     env = gymnasium_env(flat=True, n_servers=4, workflows_per_server=2.0)

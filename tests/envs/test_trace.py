@@ -161,8 +161,44 @@ def test_corrupted_trace_fields_are_named(trace, path, value, message):
 
 
 def test_unknown_policy_is_a_clear_error():
-    with pytest.raises(ValueError, match="unknown baseline 'fifo'"):
+    with pytest.raises(ValueError, match="unknown policy 'fifo'; choose from .*eft.*fate_lite"):
         tr.record_episode(CONFIG, "fifo", 0)
+    with pytest.raises(ValueError, match="cannot load 'envs.nothing:x'"):
+        tr.resolve_policy("envs.nothing:x")
+
+
+def test_every_registered_baseline_and_any_callable_can_be_recorded():
+    """The baselines come through the `jaxsched.policies` entry points (envs never imports jaxsched),
+    and a policy can also be a callable or module:function."""
+    from jaxsched import baselines
+
+    assert set(tr.registered_policies()) == set(baselines.BASELINES)
+    assert tr.resolve_policy("fate_lite") is baselines.fate_lite
+    assert tr.resolve_policy("jaxsched.baselines:least_loaded") is baselines.least_loaded
+    small = EnvConfig(n_servers=2, bank_size=8, n_workflows=2)
+    a = tr.record_episode(small, "fate_lite", 0)
+    b = tr.record_episode(small, baselines.fate_lite, 0)
+    assert a == b and len(a["decisions"]) == sum(len(w["tasks"]) for w in a["workflows"])
+    tr.check_trace(a)
+
+
+def test_cli_takes_a_gpu_list_and_a_mix(tmp_path, capsys):
+    out = tmp_path / "t.json"
+    base = ["--policy", "fate_lite", "--bank-size", "8", "--n-workflows", "2", "--out", str(out)]
+    assert tr.main(base + ["--gpus", "H100,L4,A100"]) == 0
+    assert [s["gpu"] for s in json.loads(out.read_text())["servers"]] == ["H100", "L4", "A100"]
+    assert tr.main(base + ["--servers", "8", "--gpu-mix", "H100=1,L4=3"]) == 0
+    assert {s["gpu"] for s in json.loads(out.read_text())["servers"]} == {"H100", "L4"}
+    with pytest.raises(SystemExit):  # server 0 must fit every model: an L40S-only mix cannot
+        tr.main(base + ["--gpu-mix", "L40S=1"])
+    assert "no GPU type with positive weight fits every workload model" in capsys.readouterr().err
+    for extra, message in ((["--gpus", "H100,X9"], "--gpus: unknown GPU 'X9'"),
+                           (["--gpus", "H100,L4", "--servers", "3"], "--gpus lists 2 GPUs but --servers is 3"),
+                           (["--gpu-mix", "L4=-1"], "--gpu-mix: 'L4=-1' must be NAME=WEIGHT"),
+                           (["--policy", "fifo"], "--policy: policy: unknown policy 'fifo'")):
+        with pytest.raises(SystemExit) as e:
+            tr.main(base + extra)
+        assert e.value.code == 2 and message in capsys.readouterr().err
 
 
 def test_cli_records_checks_and_draws(tmp_path, capsys, trace):
@@ -220,7 +256,7 @@ def test_cli_bad_arguments_exit_with_a_message(tmp_path, capsys, trace, case):
     junk = tmp_path / "junk.json"
     junk.write_text("{not json")
     argv, message = {
-        "policy": (["--policy", "fifo", "--out", out], "invalid choice: 'fifo'"),
+        "policy": (["--policy", "fifo", "--out", out], "--policy: policy: unknown policy 'fifo'"),
         "servers": (["--policy", "eft", "--servers", "0", "--out", out], "--servers: must be >= 1, got 0"),
         "missing_trace": (["--from-trace", str(tmp_path / "nope.json")], "nope.json: file not found"),
         "missing_workflows": (["--policy", "eft", "--out", out, "--workflows", str(tmp_path / "wf.json")],

@@ -70,6 +70,7 @@ def straight(tmp_path_factory):
     return run(LONG + [f"--checkpoint_dir={d}", "--wandb_name=straight"])
 
 
+@pytest.mark.slow
 def test_sigkill_after_the_second_checkpoint_then_resume_equals_straight_and_keeps_every_update(straight, tmp_path):
     run_dir = tmp_path / "killed"
     proc = start(LONG + [f"--checkpoint_dir={tmp_path}", "--wandb_name=killed"])
@@ -94,6 +95,7 @@ class Crash(BaseException):
     """A fault injected into the loop (BaseException: nothing in the loop may swallow it)."""
 
 
+@pytest.mark.slow
 def test_a_crash_right_after_a_checkpoint_loses_no_history_row(straight, tmp_path, monkeypatch):
     # the worst moment for the history: step 4's checkpoint is complete and nothing else has happened yet
     from train.checkpoint import Checkpointer
@@ -114,6 +116,7 @@ def test_a_crash_right_after_a_checkpoint_loses_no_history_row(straight, tmp_pat
     assert same_tree(out["params"], straight["params"])
 
 
+@pytest.mark.slow
 def test_sigterm_checkpoints_at_the_chunk_boundary_exits_0_and_resumes_exactly(straight, tmp_path):
     run_dir = tmp_path / "term"
     proc = start(LONG + [f"--checkpoint_dir={tmp_path}", "--wandb_name=term"])
@@ -190,6 +193,7 @@ def test_a_resumed_run_continues_the_same_wandb_run_offline(tmp_path, monkeypatc
     assert [r["update"] for r in history(tmp_path)] == [1, 2]
 
 
+@pytest.mark.slow
 def test_two_agent_style_runs_started_at_once_never_share_a_directory(tmp_path):
     # as a sweep agent starts them: options only, no name, the same checkpoint_dir, the same second
     args = [*SMALL, "--total_updates=2", "--eval_every=0", f"--checkpoint_dir={tmp_path}"]
@@ -210,6 +214,7 @@ def _fail(args):
     return res.returncode, res.stderr
 
 
+@pytest.mark.slow
 def test_damaged_checkpoints_and_incompatible_resumes_give_one_line(straight, tmp_path):
     run_dir = tmp_path / "broken"
     shutil.copytree(straight["run_dir"], run_dir)
@@ -235,6 +240,7 @@ def test_damaged_checkpoints_and_incompatible_resumes_give_one_line(straight, tm
 MP_ARGS = [*without(SMALL, "--updates_per_chunk"), "--updates_per_chunk=2", "--total_updates=4", "--eval_every=0", "--num_envs=8"]
 
 
+@pytest.mark.slow
 def test_two_processes_of_two_devices_train_as_one_process_of_four(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS",)}
     multi = subprocess.run([sys.executable, "-m", "train.launch", "--processes", "2", "--devices-per-process", "2", "--",
