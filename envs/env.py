@@ -19,7 +19,7 @@ from envs import bitset
 from envs.observation import observe
 from envs.residency import lru_evictions
 from envs.sizes import active_slots, episode_workflows
-from envs.types import Decision, EnvParams, EnvState
+from envs.types import Decision, EnvParams, EnvState, EpisodeDraw, Observation
 
 INF = np.float32(np.inf)  # NumPy scalars: importing envs must not start a JAX backend
 BIG_INT = np.int32(2**30)
@@ -102,7 +102,7 @@ def sample_arrivals(key, params: EnvParams, rate):
     return jnp.concatenate([times, jnp.full((params.arrival_chunk,), INF)])
 
 
-def draw_episode(key, params: EnvParams):
+def draw_episode(key, params: EnvParams) -> EpisodeDraw:
     """Every random draw of an episode: cluster, initial models, arrivals, bank rows."""
     k_cluster, k_arr, k_bank = jax.random.split(key, 3)
     gpu, active, init_model = sample_cluster(k_cluster, params)
@@ -110,20 +110,20 @@ def draw_episode(key, params: EnvParams):
     arrivals = sample_arrivals(k_arr, params, rate)
     u = index_uniforms(k_bank, params.max_workflows)
     wf_bank = jnp.minimum((u * params.bank.size).astype(jnp.int32), params.bank.size - 1)
-    return gpu, active, init_model, arrivals, wf_bank, rate
+    return EpisodeDraw(gpu=gpu, active=active, init_model=init_model, arrivals=arrivals, wf_bank=wf_bank, rate=rate)
 
 
-def reset(key, params: EnvParams):
+def reset(key, params: EnvParams) -> tuple[Observation, EnvState]:
     """Sample a cluster, an arrival schedule and the episode's workflows; return (obs, state)."""
-    return reset_from(params, *draw_episode(key, params))
+    return reset_from(params, draw_episode(key, params))
 
 
-def reset_from(params: EnvParams, gpu, active, init_model, arrivals, wf_bank, rate=None):
-    """Start an episode from a given instance (used by reset and to replay traces)."""
+def reset_from(params: EnvParams, draw: EpisodeDraw) -> tuple[Observation, EnvState]:
+    """Start the episode `draw` describes (used by reset and to replay traces)."""
     n, m, k, q = params.max_servers, params.n_models, params.cache_slots, params.queue_cap
     w_slots, t = params.window, params.max_tasks
-    if rate is None:
-        rate = arrival_rate(params, gpu, active)
+    gpu, active, init_model, arrivals, wf_bank = draw.gpu, draw.active, draw.init_model, draw.arrivals, draw.wf_bank
+    rate = arrival_rate(params, gpu, active) if draw.rate is None else draw.rate
     resident = (jnp.arange(m)[None, :] == init_model[:, None]) & active[:, None]
     seq = jnp.arange(w_slots)
     n_wf = episode_workflows(params)
@@ -186,7 +186,7 @@ def open_cost(params: EnvParams, state: EnvState, next_admit, t0, t1, n_arrived)
     return window + queued_before + acc, start
 
 
-def step(key, state: EnvState, action, params: EnvParams):
+def step(key, state: EnvState, action, params: EnvParams) -> tuple[Observation, EnvState, jax.Array, jax.Array, dict]:
     """Place the pending task on server `action`; return (obs, state, reward, done, info).
 
     An action outside the mask (inactive server, model does not fit, out of

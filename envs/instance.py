@@ -15,7 +15,7 @@ import numpy as np
 from envs import catalog
 from envs.config import EnvConfig, make_params
 from envs.sizes import active_slots, episode_workflows
-from envs.types import EnvParams
+from envs.types import EnvParams, EpisodeDraw
 from envs.workload import Bank, WorkflowSpec
 
 
@@ -51,20 +51,20 @@ class Instance:
         return tuple(seen)
 
 
-def sample_episode(key, params: EnvParams):
+def sample_episode(key, params: EnvParams) -> EpisodeDraw:
     """The random draws of `envs.env.reset`, as host arrays."""
     from envs.env import draw_episode
 
-    gpu, active, init_model, arrivals, wf_bank, _ = draw_episode(key, params)
-    return jax.device_get((gpu, active, init_model, arrivals, wf_bank))
+    return jax.device_get(draw_episode(key, params))
 
 
 def materialize(key, config: EnvConfig, params: EnvParams | None = None, bank: Bank | None = None) -> Instance:
     """The episode that `envs.reset(key, params)` starts, as an Instance."""
     params = params if params is not None else make_params(config)
     bank = bank if bank is not None else config.make_bank()
-    gpu, active, init_model, arrivals, wf_bank = sample_episode(key, params)
-    n = int(active.sum())
+    draw = sample_episode(key, params)
+    gpu, init_model, arrivals, wf_bank = draw.gpu, draw.init_model, draw.arrivals, draw.wf_bank
+    n = int(draw.active.sum())
     e = int(episode_workflows(params))
     return Instance(
         gpus=config.gpus, models=config.models,
@@ -77,9 +77,9 @@ def materialize(key, config: EnvConfig, params: EnvParams | None = None, bank: B
     )
 
 
-def instance_arrays(inst: Instance, params: EnvParams, bank_rows: np.ndarray | None = None):
-    """Inputs for `envs.env.reset_from` that replay `inst` (its workflows must be bank rows
-    `bank_rows`, e.g. when the instance came from `materialize`)."""
+def instance_draw(inst: Instance, params: EnvParams, bank_rows: np.ndarray | None = None) -> EpisodeDraw:
+    """The `EpisodeDraw` that makes `envs.env.reset_from` replay `inst` (its workflows must be bank
+    rows `bank_rows`, e.g. when the instance came from `materialize`)."""
     n = params.max_servers
     gpu = np.zeros(n, np.int32)
     gpu[: inst.n_servers] = inst.server_gpus
@@ -92,7 +92,7 @@ def instance_arrays(inst: Instance, params: EnvParams, bank_rows: np.ndarray | N
     rows = np.zeros(e, np.int32)
     if bank_rows is not None:
         rows[: len(bank_rows)] = bank_rows
-    return gpu, active, init, arr, rows
+    return EpisodeDraw(gpu=gpu, active=active, init_model=init, arrivals=arr, wf_bank=rows)
 
 
 def config_for_instance(inst: Instance, max_servers: int | None = None, max_tasks: int = 16) -> EnvConfig:
@@ -116,6 +116,6 @@ def replay(inst: Instance, max_servers: int | None = None, max_tasks: int = 16):
 
     config = config_for_instance(inst, max_servers, max_tasks)
     params = make_params(config)
-    arrays = instance_arrays(inst, params, bank_rows=np.arange(len(inst.workflows)))
-    obs, state = jax.jit(reset_from)(params, *arrays)
+    draw = instance_draw(inst, params, bank_rows=np.arange(len(inst.workflows)))
+    obs, state = jax.jit(reset_from)(params, draw)
     return params, obs, state

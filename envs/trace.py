@@ -478,6 +478,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--servers", type=int, default=None, metavar="N", help="active servers (default 16, or len(--gpus))")
     p.add_argument("--gpus", metavar="G1,G2,...", help="the cluster, one GPU type per server (catalog names, e.g. "
                    "H100,H100,A100,L4); default: sampled by --gpu-mix")
+    p.add_argument("--catalog", metavar="FILE.json", help="extra GPU types and models (docs/environment.md, "
+                   "'Custom catalogs')")
     p.add_argument("--gpu-mix", metavar="G=W,...", help="sampling weights of GPU types, e.g. H100=2,L4=1 "
                    "(others 0; default: the catalog's mix)")
     p.add_argument("--seed", type=int, default=0, help="episode seed (default 0)")
@@ -497,52 +499,21 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _record_config(args, p) -> EnvConfig:
-    kw = {}
-    names = [g.name for g in catalog.DEFAULT_GPUS]
-    if args.gpus:
-        gpus = tuple(g.strip() for g in args.gpus.split(","))
-        for g in gpus:
-            if g not in names:
-                p.error(f"--gpus: unknown GPU {g!r} (catalog has {', '.join(names)})")
-        if args.servers is not None and args.servers != len(gpus):
-            p.error(f"--gpus lists {len(gpus)} GPUs but --servers is {args.servers}")
-        args.servers = len(gpus)
-        kw["gpu_types"] = gpus
-    if args.gpu_mix:
-        weights = dict.fromkeys(names, 0.0)
-        for item in args.gpu_mix.split(","):
-            g, eq, w = item.partition("=")
-            g = g.strip()
-            if g not in names:
-                p.error(f"--gpu-mix: unknown GPU {g!r} (catalog has {', '.join(names)})")
-            try:
-                weights[g] = float(w) if eq else float("nan")
-            except ValueError:
-                weights[g] = float("nan")
-            if not weights[g] >= 0:
-                p.error(f"--gpu-mix: {item!r} must be NAME=WEIGHT with a weight >= 0")
-        kw["gpu_weights"] = tuple(weights.values())
-    if args.servers is None:
-        args.servers = 16
-    if args.servers < 1:
+    from envs.world import build_world
+
+    if args.servers is not None and args.servers < 1:
         p.error(f"--servers: must be >= 1, got {args.servers}")
     if args.n_workflows is not None and args.n_workflows < 1:
         p.error(f"--n-workflows: must be >= 1, got {args.n_workflows}")
-    kw.update(n_servers=args.servers, rho=args.rho, bank_size=args.bank_size, workload_seed=args.workload_seed,
-              max_tasks=args.max_tasks, n_workflows=args.n_workflows)
-    if args.workflows:
-        from envs.workflow_io import load_workflows
-        from envs.workload import bank_from_specs
-
-        names = [m.name for m in catalog.DEFAULT_MODELS]
-        try:
-            specs = load_workflows(args.workflows, names, max_tasks=args.max_tasks, seed=args.workload_seed)
-        except ValueError as e:
-            p.error(f"--workflows: {e}")
-        except OSError as e:
-            p.error(f"--workflows: cannot read {getattr(e, 'filename', '')}: {e.strerror}")
-        kw["bank"] = bank_from_specs(specs, args.max_tasks)
-    config = EnvConfig(**kw)
+    base = EnvConfig(n_servers=args.servers or 16, rho=args.rho, bank_size=args.bank_size,
+                     workload_seed=args.workload_seed, n_workflows=args.n_workflows)
+    try:
+        config = build_world(base, catalog_file=args.catalog, gpus=args.gpus, gpu_mix=args.gpu_mix,
+                             workflows=args.workflows or (), max_tasks=args.max_tasks, seed=args.workload_seed)
+    except ValueError as e:
+        p.error(str(e))
+    if args.gpus and args.servers is not None and args.servers != config.n_servers:
+        p.error(f"--gpus lists {config.n_servers} GPUs but --servers is {args.servers}")
     try:
         config.validate()
     except ValueError as e:

@@ -126,6 +126,19 @@ class EnvParams:
 
 
 @struct.dataclass
+class EpisodeDraw:
+    """Every random draw of an episode: what `reset` samples and `reset_from` starts from, so an
+    episode can be replayed from data (traces, the reference simulator's instances)."""
+
+    gpu: chex.Array  # int32 [N], GPU type per server
+    active: chex.Array  # bool [N]
+    init_model: chex.Array  # int32 [N], the model resident at the start
+    arrivals: chex.Array  # f32 [E + arrival_chunk], +inf past the episode
+    wf_bank: chex.Array  # int32 [E], bank row of each workflow
+    rate: chex.Array | None = None  # f32 arrivals per second (None: recomputed from the cluster)
+
+
+@struct.dataclass
 class EnvState:
     # servers [N, ...]
     gpu: chex.Array  # int32 [N]

@@ -36,6 +36,11 @@ class PPOConfig:
     rho: float = opt(0.7, "offered load of the training clusters")
     workflows_per_server: float = opt(4.0, "episode length: workflows per server")
     workload_seed: int = opt(0, "seed of the training workflow bank")
+    workflows: tuple[str, ...] = opt((), "workflow files (own JSON or WfFormat) that replace the generated training bank")
+    eval_workflows: tuple[str, ...] = opt((), "workflow files of the evaluation bank (default: --workflows if given)")
+    max_tasks: int = opt(16, "largest workflow allowed (raise for big workflow files, up to 1024)")
+    catalog: str | None = opt(None, "catalog file of extra GPU types and models (docs/environment.md)")
+    gpu_mix: str | None = opt(None, "sampling weights of GPU types, e.g. H100=2,L4=1 (default: the catalog's mix)")
     num_envs: int = opt(32, "environments stepped in parallel")
     num_steps: int = opt(64, "rollout length per update")
     reset_ratio: int = opt(4, "optimistic resets: num_envs/reset_ratio fresh episodes per step (1 = exact)")
@@ -120,11 +125,25 @@ class PPOConfig:
     def env(self, n_servers: int | None = None, workload_seed: int | None = None):
         """The training environment (`envs.EnvConfig`), or the same world at `n_servers` / another bank."""
         from envs import EnvConfig
+        from envs.world import build_world
 
         n = n_servers if n_servers is not None else max(self.train_servers)
-        return EnvConfig(n_servers=n, max_servers=max(n, self.padded_servers) if n_servers is None else None,
-                         rho=self.rho, workflows_per_server=self.workflows_per_server,
-                         workload_seed=self.workload_seed if workload_seed is None else workload_seed)
+        seed = self.workload_seed if workload_seed is None else workload_seed
+        base = EnvConfig(n_servers=n, max_servers=max(n, self.padded_servers) if n_servers is None else None,
+                         rho=self.rho, workflows_per_server=self.workflows_per_server, workload_seed=seed)
+        return build_world(base, catalog_file=self.catalog, gpu_mix=self.gpu_mix, workflows=self.workflows,
+                           max_tasks=self.max_tasks, seed=seed)
+
+    def eval_env(self, workload_seed: int | None = None):
+        """The evaluation world (resized per N by the evaluator): the training world on the held-out
+        bank (`eval_workload_seed`), or on `eval_workflows` (else `workflows`) when files are given."""
+        from envs import EnvConfig
+        from envs.world import build_world
+
+        seed = self.eval_workload_seed if workload_seed is None else workload_seed
+        base = EnvConfig(rho=self.rho, workflows_per_server=self.workflows_per_server, workload_seed=seed)
+        return build_world(base, catalog_file=self.catalog, gpu_mix=self.gpu_mix,
+                           workflows=self.eval_workflows or self.workflows, max_tasks=self.max_tasks, seed=seed)
 
     def validate(self) -> None:
         def need(cond, name, msg):
@@ -157,6 +176,10 @@ class PPOConfig:
         from jaxsched.graphs import ENCODERS
 
         need(self.dag_encoder in ENCODERS, "dag_encoder", f"{' | '.join(ENCODERS)}, got {self.dag_encoder!r}")
+        if self.workflows or self.eval_workflows or self.catalog or self.gpu_mix or self.max_tasks != 16:
+            # the world from files: refuse a bad file or setting now, in one line, before any work
+            for env in (self.env(), self.eval_env()):
+                env.validate()
 
     def to_dict(self) -> dict:
         return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in fields(self)}

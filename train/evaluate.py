@@ -12,6 +12,7 @@ import json
 import sys
 
 from envs import EnvConfig
+from envs.world import build_world
 from jaxsched import baselines
 from jaxsched.evaluation import (
     DEFAULT_SERVERS,
@@ -30,15 +31,27 @@ from train.policies import load_policies
 
 # ----------------------------------------------------------------------------- CLI
 
+def _world_key(config) -> tuple:
+    """What a checkpoint's evaluation world depends on besides the load."""
+    return (config.catalog, config.gpu_mix, config.eval_workflows or config.workflows, config.max_tasks)
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m train.evaluate", description=__doc__.splitlines()[0])
     ap.add_argument("--policies", default=",".join(baselines.BASELINES),
                     help=f"comma-separated, from: {', '.join(known_policies())}")
-    ap.add_argument("--servers", default=",".join(map(str, DEFAULT_SERVERS)), help="cluster sizes, e.g. 8,16,32")
+    ap.add_argument("--servers", default=None, help=f"cluster sizes, e.g. 8,16,32 (default {','.join(map(str, DEFAULT_SERVERS))}, "
+                    "or the length of --gpus)")
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--rho", type=float, default=None,
                     help="offered load (default: the checkpoints' training load, else the env's 0.7)")
     ap.add_argument("--workload-seed", type=int, default=EVAL_WORKLOAD_SEED, help="workflow bank seed (training uses 0)")
+    ap.add_argument("--workflows", nargs="+", metavar="FILE", help="workflow files (own JSON or WfFormat) to "
+                    "evaluate on instead of the generated bank")
+    ap.add_argument("--max-tasks", type=int, default=None, help="largest workflow allowed (default 16; up to 1024)")
+    ap.add_argument("--catalog", metavar="FILE.json", help="extra GPU types and models (docs/environment.md)")
+    ap.add_argument("--gpus", metavar="G1,G2,...", help="a fixed cluster, one GPU type per server (sets --servers)")
+    ap.add_argument("--gpu-mix", metavar="G=W,...", help="sampling weights of GPU types, e.g. H100=2,L4=1")
     ap.add_argument("--out", default=None, help="directory for results.json, results.csv and the plot")
     ap.add_argument("--json", action="store_true", help="print the rows as one JSON list instead of the table")
     ap.add_argument("--checkpoint", action="append", default=[], metavar="[NAME=]DIR[:best|:latest|:STEP]",
@@ -53,7 +66,7 @@ def main(argv=None):
     ap = build_parser()
     a = ap.parse_args(argv)
     try:
-        servers = parse_servers(a.servers)
+        servers = parse_servers(a.servers or ",".join(map(str, DEFAULT_SERVERS)))
         if a.seeds < 1:
             raise ValueError(f"--seeds: must be >= 1, got {a.seeds}")
         if a.workers < 1:
@@ -68,8 +81,13 @@ def main(argv=None):
             if p.name in policies.jax:
                 raise ValueError(f"--checkpoint: two policies are called {p.name!r}; name them (NAME=DIR)")
             policies.jax[p.name] = p.greedy()
+        world_opts = dict(catalog_file=a.catalog, gpus=a.gpus, gpu_mix=a.gpu_mix, workflows=a.workflows or (),
+                          max_tasks=a.max_tasks, seed=a.workload_seed)
         base = EnvConfig(workload_seed=a.workload_seed)
         worlds = {(p.config.rho, p.config.workflows_per_server) for p in loaded}
+        trained_in = {_world_key(p.config) for p in loaded}
+        if len(trained_in) == 1 and not any(v for k, v in world_opts.items() if k != "seed"):
+            base = loaded[0].eval_env(a.workload_seed)  # the checkpoints' catalog, GPU mix and workflow files
         if a.rho is not None:
             base = base.replace(rho=a.rho)
         elif len(worlds) == 1:
@@ -78,6 +96,17 @@ def main(argv=None):
         elif len(worlds) > 1:
             raise ValueError(f"--checkpoint: the checkpoints were trained at different loads {sorted(worlds)}; "
                              "give --rho to evaluate them at one")
+        base = build_world(base, **world_opts)
+        if a.gpus:
+            if a.servers is not None and servers != [base.n_servers]:
+                raise ValueError(f"--gpus lists {base.n_servers} GPUs but --servers is {a.servers}")
+            servers = [base.n_servers]
+        for p in loaded:  # a network reads one-hot GPU types and models: the catalogs' sizes must match
+            trained = p.config.env(n_servers=1)
+            if (len(trained.gpus), len(trained.models)) != (len(base.gpus), len(base.models)):
+                raise ValueError(f"--checkpoint {p.path}: trained with {len(trained.gpus)} GPU types and "
+                                 f"{len(trained.models)} models; this world has {len(base.gpus)} and {len(base.models)} "
+                                 "(give the catalog it was trained with)")
         eval_config(servers[0], base).validate()
     except (ValueError, ImportError, CheckpointError) as e:
         ap.error(str(e))

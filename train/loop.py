@@ -34,7 +34,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from envs import EnvConfig
 from train.checkpoint import Checkpointer, CheckpointError, restore_runner, set_aside
 from train.checkpoint import steps as checkpoint_steps
 from train.config import PPOConfig
@@ -200,9 +199,7 @@ def run(config: PPOConfig, run_dir: str | None = None, explicit: dict | None = N
         trackers = [Tracker(seed_config(config, s, d), d, explicit, active=process0, resume_from=done)
                     for s, d in zip(config.seeds, dirs, strict=True)]
     ckpts = [Checkpointer(d, config.best_metric, config.keep_best) if d else None for d in dirs]
-    evaluator = PolicyEvaluator(trainer.net, config.eval_servers, config.eval_seeds,
-                                EnvConfig(rho=config.rho, workflows_per_server=config.workflows_per_server,
-                                          workload_seed=config.eval_workload_seed))
+    evaluator = PolicyEvaluator(trainer.net, config.eval_servers, config.eval_seeds, config.eval_env())
     # one program for every chunk length up to updates_per_chunk (the count is an argument, not a shape)
     length = config.updates_per_chunk
     traces = []

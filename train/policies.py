@@ -37,11 +37,8 @@ class LoadedPolicy:
         return greedy_policy(self.net, self.params)
 
     def eval_env(self, workload_seed: int):
-        """The world the policy was trained in (its rho and workflows per server) on another bank."""
-        from envs import EnvConfig
-
-        return EnvConfig(rho=self.config.rho, workflows_per_server=self.config.workflows_per_server,
-                         workload_seed=workload_seed)
+        """The world the policy was trained in (its load, catalog, GPU mix, workflow files) on another bank."""
+        return self.config.eval_env(workload_seed)
 
 
 def parse_spec(spec: str) -> tuple[str, str, str]:

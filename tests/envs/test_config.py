@@ -12,7 +12,8 @@ from envs import EnvConfig, catalog, make_params
     (dict(n_servers=-3), "n_servers"),
     (dict(n_servers=8, max_servers=4), "max_servers"),
     (dict(max_tasks=6), "max_tasks"),  # below the chain/fan_out/debate/layered templates
-    (dict(max_tasks=40), "max_tasks"),
+    (dict(max_tasks=1025), "max_tasks"),
+    (dict(max_tasks=0), "max_tasks"),
     (dict(rho=0.0), "rho"),
     (dict(rho=-1.0), "rho"),
     (dict(n_servers=2, gpu_types=("H100", "V100")), "gpu_types[1]"),

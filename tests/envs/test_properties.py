@@ -8,7 +8,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from envs import EnvConfig, make_params, reset, step
+from envs import EnvConfig, bitset, make_params, reset, step
 from envs.rollout import max_decisions
 from envs.sizes import episode_workflows
 
@@ -74,7 +74,7 @@ def test_schedule_invariants(seed, n, rho, window):
     lat = float(params.net_latency_s)
     for w, c, s, srv in zip(d.workflow, d.task, d.start, d.server):
         b = rows[w]
-        parents = [p for p in range(int(bank.n_tasks[b])) if (int(bank.parents[b, c]) >> p) & 1]
+        parents = [p for p in range(int(bank.n_tasks[b])) if bitset.np_flags(bank.parents[b, c], params.max_tasks)[p]]
         earliest = max([finish[(w, p)] + (lat if server[(w, p)] != srv else 0.0) for p in parents],
                        default=0.0) + bank.tool_delay[b, c]
         assert s >= earliest - 1e-4

@@ -29,7 +29,8 @@ def test_episode_length_and_window_follow_the_active_servers():
 def test_arrival_rate_offers_rho_of_the_cold_capacity():
     params = make_params(EnvConfig(n_servers=16, bank_size=256, rho=0.7))
     draws = jax.jit(jax.vmap(lambda k: draw_episode(k, params)))(jax.random.split(jax.random.PRNGKey(0), 400))
-    gpu, active, init, arrivals, wf_bank, rate = jax.device_get(draws)
+    d = jax.device_get(draws)
+    gpu, active, init, arrivals, wf_bank, rate = d.gpu, d.active, d.init_model, d.arrivals, d.wf_bank, d.rate
     work = np.asarray(params.work_per_workflow)
     expected = 0.7 * (1.0 / work[gpu] * active).sum(axis=1)
     np.testing.assert_allclose(rate, expected, rtol=1e-5)

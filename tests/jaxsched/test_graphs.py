@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from envs import EnvConfig, make_params, reset
+from envs import EnvConfig, bitset, make_params, reset
 from envs.types import DagView
 from jaxsched.graphs import DagEncoder, dag_to_graphs_tuple, dense_adjacency, resolve_encoder
 
@@ -60,9 +60,9 @@ def test_graphs_tuple_matches_the_env_dag():
 def test_a_bank_dag_view_lists_each_workflows_real_edges():
     params = make_params(EnvConfig(n_servers=4, bank_size=64, n_workflows=8))
     t = params.max_tasks
-    parents = np.asarray(params.bank.parents)
+    parents = bitset.np_flags(np.asarray(params.bank.parents), t)  # [B, c, p]
     for b in range(8):
-        want = sorted((p, c) for c in range(t) for p in range(t) if (int(parents[b, c]) >> p) & 1)
+        want = sorted((p, c) for c in range(t) for p in range(t) if parents[b, c, p])
         e = np.asarray(params.bank.edges[b])
         assert int(params.bank.n_edges[b]) == len(want)
         assert [tuple(x) for x in e[: len(want)]] == want and (e[len(want):] == t).all()

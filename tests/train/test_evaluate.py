@@ -102,3 +102,29 @@ def test_bad_arguments_name_what_is_wrong(args, message, capsys):
         E.main(args)
     assert e.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_cli_takes_workflow_files_a_gpu_list_a_mix_and_a_catalog(tmp_path, capsys):
+    """The world options of envs.trace, here too: the rows come from the given world, not the default."""
+    from envs.wfshapes import make_instance
+
+    wf = tmp_path / "blast.json"
+    wf.write_text(json.dumps(make_instance("blast", 20)))
+    rows = E.main(["--policies", "eft", "--workflows", str(wf), "--max-tasks", "32", "--gpus", "H100,L4,A100",
+                   "--seeds", "2", "--json"])
+    assert {r["servers"] for r in rows} == {3} and {r["policy"] for r in rows} == {"eft", "round_robin"}
+    default = E.main(["--policies", "eft", "--servers", "3", "--seeds", "2", "--json"])
+    assert rows[0]["mean_response"] != default[0]["mean_response"]
+    cat = tmp_path / "cat.json"
+    cat.write_text(json.dumps({"format": "jaxsched-catalog", "version": 1, "gpus": [
+        {"name": "MI300X", "mem_gb": 192, "prefill_tps_8b": 14000, "decode_tps_8b": 220, "load_gbps": 5.5}]}))
+    fast = E.main(["--policies", "eft", "--catalog", str(cat), "--gpu-mix", "MI300X=1", "--servers", "3",
+                   "--seeds", "2", "--json"])
+    assert fast[0]["mean_response"] < default[0]["mean_response"]  # a cluster of the fastest card serves faster
+    capsys.readouterr()
+    for args, message in ((["--gpus", "H100,L4", "--servers", "3"], "--gpus lists 2 GPUs but --servers is 3"),
+                          (["--catalog", str(tmp_path / "no.json")], "--catalog: " + str(tmp_path / "no.json")),
+                          (["--workflows", str(wf)], "more than max_tasks=16")):
+        with pytest.raises(SystemExit) as e:
+            E.main(["--policies", "eft", "--seeds", "1", *args])
+        assert e.value.code == 2 and message in capsys.readouterr().err

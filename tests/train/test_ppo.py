@@ -124,6 +124,28 @@ def test_bad_options_name_the_field(args, message, capsys):
     assert e.value.code == 2 and message in capsys.readouterr().err
 
 
+def test_training_on_workflow_files_with_a_gpu_mix_evaluates_in_the_same_world(tmp_path, capsys):
+    """--workflows / --gpu_mix / --max_tasks reach the training env and the evaluator, and a checkpoint
+    trained so is evaluated in that world by train.evaluate (its rows match the training-time evaluation)."""
+    from envs.wfshapes import make_instance
+
+    wf = tmp_path / "cycles.json"
+    wf.write_text(json.dumps(make_instance("cycles", 24)))
+    out = run(TINY + [f"--checkpoint_dir={tmp_path}", "--wandb_name=wf", f"--workflows={wf}", "--max_tasks=32",
+                      "--gpu_mix=H100=1,L4=1", "--total_updates=1", "--updates_per_chunk=1", "--eval_servers=4",
+                      "--eval_seeds=2", "--eval_every=0"])
+    env = PPOConfig.from_dict(out["config"]).env()
+    assert env.bank.size == 1 and env.bank.largest == 24 and env.max_tasks == 32
+    rows = E.main(["--checkpoint", f"wf={out['run_dir']}", "--policies", "eft", "--servers", "4", "--seeds", "2",
+                   "--json"])
+    np.testing.assert_allclose(next(r for r in rows if r["policy"] == "wf")["mean_response"],
+                               out["eval"]["eval/4/mean_response"], rtol=1e-4)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        run(TINY + [f"--workflows={wf}"])  # 24 tasks, max_tasks 16
+    assert e.value.code == 2 and "more than max_tasks=16" in capsys.readouterr().err
+
+
 MULTI = r"""
 import jax, jax.numpy as jnp, numpy as np
 from train.config import PPOConfig, PRESETS
