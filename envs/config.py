@@ -343,13 +343,10 @@ def _fit_bank(bank: Bank, t: int) -> Bank:
     """The bank with its task axis padded with empty columns, or cut to, `t` (>= its largest workflow)."""
     pad = t - bank.max_tasks
 
-    def p(a):
-        return np.pad(a, ((0, 0), (0, pad))) if pad > 0 else a[:, :t]
-
-    def p3(a):  # [B, T, W]: the task axis
-        return np.pad(a, ((0, 0), (0, pad), (0, 0))) if pad > 0 else a[:, :t]
+    def p(a):  # the task axis (axis 1) of [B, T] and [B, T, W] arrays
+        return np.pad(a, [(0, 0), (0, pad)] + [(0, 0)] * (a.ndim - 2)) if pad > 0 else a[:, :t]
 
     return dataclasses.replace(bank, model=p(bank.model), input_tokens=p(bank.input_tokens),
                                expected_output=p(bank.expected_output), output=p(bank.output),
                                tool_delay=p(bank.tool_delay),
-                               parents=bitset.np_resize(p3(bank.parents), bitset.n_words(t)))
+                               parents=bitset.np_resize(p(bank.parents), bitset.n_words(t)))

@@ -9,7 +9,7 @@ import io
 
 from envs.files import atomic_write_bytes
 
-_SUMMARY = ("mean_response", "p95_response", "makespan", "episode_return")
+_SUMMARY = ("mean_response", "p95_response", "makespan", "episode_return")  # envs.trace.SUMMARY_FIELDS (trace imports this module)
 
 
 def plot_gantt(trace: dict, path, title: str | None = None) -> None:
