@@ -42,11 +42,12 @@ def _episode_lengths(env_params, keys):
 
 
 @cache
-def _collector(net, decisions: int, steps: int):
+def _collector(net, decisions: int, steps: int, ablate: bool = False):
     """One compiled program per (architecture, sample size, episode length): parameters and the
-    environment are arguments, so checkpoints of one architecture share it at every N of a shape."""
+    environment are arguments, so checkpoints of one architecture share it at every N of a shape.
+    With `ablate`, each record also holds the masked logits with h replaced by `h_mean`."""
 
-    def episode(params, env_params, key):
+    def episode(params, env_params, key, h_mean):
         k_reset, _ = jax.random.split(key)
         obs, state = reset(k_reset, env_params)
         total = _episode_decisions(state, env_params)
@@ -60,6 +61,9 @@ def _collector(net, decisions: int, steps: int):
             rec = {"h": aux["h"], "attention": aux["attention"],
                    "logits": jnp.where(obs.action_mask, logits, -jnp.inf),
                    "n_allowed": jnp.sum(obs.action_mask).astype(jnp.int32)}
+            if ablate:
+                ablated, _, _ = net.apply(params, obs, h_override=h_mean)
+                rec["ablated_logits"] = jnp.where(obs.action_mask, ablated, -jnp.inf)
             return logits, rec
 
         _, proto = jax.eval_shape(record, obs)
@@ -78,18 +82,23 @@ def _collector(net, decisions: int, steps: int):
         (_, _, _, buf), _ = jax.lax.scan(body, (obs, state, jnp.int32(0), buf), jnp.arange(steps, dtype=jnp.int32))
         return buf, valid
 
-    return jax.jit(jax.vmap(episode, in_axes=(None, None, 0)))
+    return jax.jit(jax.vmap(episode, in_axes=(None, None, 0, None)))
 
 
 def collect(net, params, sizes, seeds: int = 8, decisions: int = 256, base: EnvConfig | None = None,
-            first_seed: int = 0) -> dict:
-    """N -> {h, attention, logits, n_allowed, episode} over episodes first_seed .. first_seed+seeds-1."""
+            first_seed: int = 0, h_mean: dict | None = None) -> dict:
+    """N -> {h, attention, logits, n_allowed, episode} over episodes first_seed .. first_seed+seeds-1.
+
+    `h_mean` (N -> [d]) adds `ablated_logits`: the same decisions' logits with h replaced by that
+    vector (the trajectory stays the policy's own: actions follow the real logits)."""
     out = {}
     keys = episode_keys(seeds, first_seed)
     for n in sizes:
         env_params = make_params(eval_config(n, base))
         steps = int(np.max(jax.device_get(_episode_lengths(env_params, keys))))
-        buf, valid = jax.device_get(_collector(net, int(decisions), steps)(params, env_params, keys))
+        ablate = h_mean is not None
+        mean = jnp.asarray(h_mean[int(n)]) if ablate else jnp.zeros(())
+        buf, valid = jax.device_get(_collector(net, int(decisions), steps, ablate)(params, env_params, keys, mean))
         valid = np.asarray(valid).reshape(-1)
         rec = {k: np.asarray(v).reshape((-1,) + np.asarray(v).shape[2:])[valid] for k, v in buf.items()}
         rec["episode"] = np.repeat(np.arange(first_seed, first_seed + seeds), decisions)[valid]

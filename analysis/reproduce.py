@@ -26,13 +26,13 @@ from analysis.shift import analyze, plot
 from envs import EnvConfig, make_params
 from envs.files import atomic_write_json, atomic_write_text
 from jaxsched import baselines
-from jaxsched.evaluation import EVAL_WORKLOAD_SEED, METRICS, eval_config, mean_ci, rows_to_csv, run_jax_policies
+from jaxsched.evaluation import METRICS, TEST, eval_config, mean_ci, rows_to_csv, run_jax_policies
 
 VARIANTS = {
     "no_srr": {},
-    "srr": {"srr_decorrelation": 0.1, "srr_kl": 0.01},
+    "srr": {"srr_decorrelation": 0.3, "srr_kl": 0.05},
     "log_n": {"log_n_scaling": True},
-    "srr+log_n": {"srr_decorrelation": 0.1, "srr_kl": 0.01, "log_n_scaling": True},
+    "srr+log_n": {"srr_decorrelation": 0.3, "srr_kl": 0.05, "log_n_scaling": True},
 }
 
 
@@ -122,7 +122,7 @@ def evaluate_policies(proto: Protocol, trained: dict) -> dict:
     from train.config import PPOConfig
     from train.policy_eval import PolicyEvaluator
 
-    base = EnvConfig(workload_seed=EVAL_WORKLOAD_SEED)
+    base = EnvConfig(workload_seed=TEST.workload_seed)  # reports on the test split; training validated on bank 1
     results: dict = {}
     evaluators: dict = {}
     for name, runs in trained.items():
@@ -130,14 +130,15 @@ def evaluate_policies(proto: Protocol, trained: dict) -> dict:
         for r in runs:
             pcfg = PPOConfig.from_dict(r["config"]).policy()
             if pcfg not in evaluators:  # one compiled program per architecture
-                evaluators[pcfg] = PolicyEvaluator(SchedulerNet(pcfg), proto.eval_servers, proto.eval_seeds, base)
+                evaluators[pcfg] = PolicyEvaluator(SchedulerNet(pcfg), proto.eval_servers, proto.eval_seeds, base,
+                                                 first_episode=TEST.first_episode)
             raw = evaluators[pcfg].raw(r["params"])
             for n in proto.eval_servers:
                 for m in METRICS:
                     results[name][n][m].append(raw[n][m].tolist())
     heur = {"eft": baselines.earliest_finish, "fate_lite": baselines.fate_lite, "round_robin": baselines.round_robin}
     for n in proto.eval_servers:
-        res = run_jax_policies(heur, make_params(eval_config(n, base)), proto.eval_seeds)
+        res = run_jax_policies(heur, make_params(eval_config(n, base)), proto.eval_seeds, TEST.first_episode)
         for name, metrics in res.items():
             results.setdefault(name, {})[n] = {m: [metrics[m].tolist()] for m in METRICS}
     return results
@@ -192,7 +193,8 @@ def report(proto: Protocol, preset: str, rows: list[dict], shift_rows: list[dict
     lines = [f"# SCALE reproduction ({preset} preset)", "",
              f"Trained at N={proto.train_servers} with the `{proto.train_preset}` training preset, {proto.seeds} seed(s) per "
              f"variant; evaluated greedily on {proto.eval_seeds} held-out episodes per N (workload seed "
-             f"{EVAL_WORKLOAD_SEED}, rho held). Wall time of this invocation {wall_s / 60:.1f} min (runs loaded from "
+             f"{TEST.workload_seed} from episode {TEST.first_episode}: the test split, rho held). "
+             f"Wall time of this invocation {wall_s / 60:.1f} min (runs loaded from "
              "an earlier invocation are not counted).", "",
              "## Mean response time (s) and 95% CI", "",
              f"CIs of the trained variants: {_ci_note(rows, VARIANTS)}; of the heuristics: {_ci_note(rows, heuristics)} "

@@ -4,12 +4,12 @@
         --servers 8,16,32,48,64,128 --out results/shift
 
 For each checkpoint (a `train.ppo` run directory; `NAME=DIR` names it) and each
-N, it collects h, the attention weights and the pointer logits over held-out
-episodes (`analysis.collect`), computes the statistics of `analysis.stats`,
+N, it collects h, the attention weights and the pointer logits over the test
+split's episodes (`analysis.collect`), computes the statistics of `analysis.stats`,
 and the distances (MMD with a permutation p-value, Fréchet) to the features at
 the checkpoint's training N (a second, independent sample there, so that N's
 row is the noise floor). The environment is the checkpoint's (its rho and
-workflows per server) with the held-out workload. Writes `shift.json`,
+workflows per server) on the test split (bank 3, episodes from 100,000). Writes `shift.json`,
 `shift.csv`, `moments.npz` (per-dimension mean and variance of h per
 checkpoint and N, keys `NAME/N/mean|variance`) and one plot per statistic
 against N (one line per checkpoint), atomically.
@@ -27,7 +27,7 @@ import numpy as np
 from analysis import stats as S
 from envs import EnvConfig
 from envs.files import atomic_write_bytes, atomic_write_json, atomic_write_text
-from jaxsched.evaluation import EVAL_WORKLOAD_SEED, parse_servers, rows_to_csv
+from jaxsched.evaluation import TEST, parse_servers, rows_to_csv
 
 STATISTICS = ("mean_abs_mean", "mean_variance", "mean_norm", "gaussian_kl", "offdiag_correlation", "effective_rank",
               "mmd2", "mmd_p_value", "frechet", "frechet_standardized", "attention_entropy_over_log_n", "attention_max",
@@ -36,11 +36,11 @@ STATISTICS = ("mean_abs_mean", "mean_variance", "mean_norm", "gaussian_kl", "off
 
 def load_checkpoint(spec: str):
     """A run directory spec (`train.policies`) -> (name, net, params, training N, the environment it
-    was trained on with the held-out workload)."""
+    was trained on with the test split's workload)."""
     from train.policies import load_policy
 
     p = load_policy(spec)
-    return p.name, p.net, p.params, int(p.config.train_servers[0]), p.eval_env(EVAL_WORKLOAD_SEED)
+    return p.name, p.net, p.params, int(p.config.train_servers[0]), p.eval_env(TEST.workload_seed)
 
 
 def _subsample(rec: dict, n: int, seed: int = 0) -> dict:
@@ -51,7 +51,7 @@ def _subsample(rec: dict, n: int, seed: int = 0) -> dict:
 
 
 def analyze(name, net, params, train_n: int, sizes, seeds: int, decisions: int, base: EnvConfig,
-            permutations: int = 200, moments_out: dict | None = None) -> list[dict]:
+            permutations: int = 200, moments_out: dict | None = None, first_episode: int = TEST.first_episode) -> list[dict]:
     """One row of statistics per N (the training N included).
 
     Distances are to a reference sample at the training N drawn from `seeds` other episodes, so the
@@ -62,8 +62,9 @@ def analyze(name, net, params, train_n: int, sizes, seeds: int, decisions: int, 
     from analysis.collect import collect
 
     sizes = sorted(set(sizes) | {train_n})
-    samples = collect(net, params, sizes, seeds=seeds, decisions=decisions, base=base)
-    ref = collect(net, params, [train_n], seeds=seeds, decisions=decisions, base=base, first_seed=seeds)[train_n]
+    samples = collect(net, params, sizes, seeds=seeds, decisions=decisions, base=base, first_seed=first_episode)
+    ref = collect(net, params, [train_n], seeds=seeds, decisions=decisions, base=base,
+                  first_seed=first_episode + seeds)[train_n]
     common = min(len(r["h"]) for r in [ref, *samples.values()])
     ref = _subsample(ref, common)
     bandwidth = S.median_bandwidth(ref["h"])
@@ -126,7 +127,7 @@ def main(argv=None):
                     help="a train.ppo run directory (its newest step); repeat for several")
     ap.add_argument("--servers", default="8,16,24,32,48,64,96,128",
                     help="cluster sizes, comma-separated; the training N is always added (default: %(default)s)")
-    ap.add_argument("--seeds", type=int, default=8, help="held-out episodes per N (default: %(default)s)")
+    ap.add_argument("--seeds", type=int, default=8, help="test episodes per N (default: %(default)s)")
     ap.add_argument("--decisions", type=int, default=256,
                     help="decisions recorded per episode, evenly spaced over it (default: %(default)s)")
     ap.add_argument("--permutations", type=int, default=200, help="for the MMD p-value (default: %(default)s)")

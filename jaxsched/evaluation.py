@@ -43,7 +43,35 @@ METRICS = ("mean_response", "p95_response", "makespan", "slowdown", "utilization
 LOWER_IS_BETTER = {"mean_response": True, "p95_response": True, "makespan": True, "slowdown": True, "utilization": False}
 DEFAULT_SERVERS = (8, 16, 32, 48, 64)
 NORMALIZER = "round_robin"
-EVAL_WORKLOAD_SEED = 1  # a bank other than training's default (0): held-out workflows
+EVAL_WORKLOAD_SEED = 1  # a bank other than training's default (0): held-out workflows (the validation bank)
+
+
+@dataclass(frozen=True)
+class EpisodeSplit:
+    """A set of evaluation episodes: a workflow bank and the first episode key, disjoint from the
+    other splits' (other workflows, other clusters and arrivals)."""
+
+    name: str
+    workload_seed: int
+    first_episode: int
+
+
+# Training draws from bank 0 (PPOConfig.workload_seed). Validation serves everything that selects
+# (periodic evaluation, best checkpoints, sweeps, early stopping); test serves final reports only.
+VALIDATION = EpisodeSplit("validation", workload_seed=EVAL_WORKLOAD_SEED, first_episode=0)
+TEST = EpisodeSplit("test", workload_seed=3, first_episode=100_000)
+SPLITS = {s.name: s for s in (VALIDATION, TEST)}
+
+
+def check_reporting_bank(workload_seed: int, trained: dict, who: str) -> None:
+    """Refuse to report a trained policy on episodes that chose it: `trained` holds its run's
+    `workload_seed` (training bank) and `eval_workload_seed` (validation bank)."""
+    if workload_seed == trained.get("eval_workload_seed"):
+        raise ValueError(f"--workload-seed: bank {workload_seed} is {who}'s validation set (its evaluations and best "
+                         "checkpoint were chosen on it); report on the test split (--split test)")
+    if workload_seed == trained.get("workload_seed") and not trained.get("workflows"):
+        raise ValueError(f"--workload-seed: bank {workload_seed} is {who}'s training bank; report on the test split "
+                         "(--split test)")
 HOST_POLICY_NAMES = ("fate_cp",)
 
 
@@ -123,7 +151,8 @@ def harness_metrics(env_metrics: dict) -> dict:
     return {m: env_metrics["mean_slowdown" if m == "slowdown" else m] for m in METRICS}
 
 
-def run_jax_policies(policies: dict[str, Callable], params, seeds: int) -> dict[str, dict[str, np.ndarray]]:
+def run_jax_policies(policies: dict[str, Callable], params, seeds: int,
+                     first_episode: int = 0) -> dict[str, dict[str, np.ndarray]]:
     """Every (policy, seed) episode in one compiled, vmapped program. Returns name -> metric -> [seeds]."""
     names = list(policies)
     fns = [policies[n] for n in names]
@@ -132,7 +161,7 @@ def run_jax_policies(policies: dict[str, Callable], params, seeds: int) -> dict[
         return play(lambda k, o: jax.lax.switch(pid, fns, k, o), key, params)
 
     pid = jnp.repeat(jnp.arange(len(names)), seeds)
-    ks = jnp.tile(episode_keys(seeds), (len(names), 1))
+    ks = jnp.tile(episode_keys(seeds, first_episode), (len(names), 1))
     metrics = jax.device_get(jax.jit(jax.vmap(one))(pid, ks))
     out = {}
     for i, n in enumerate(names):
@@ -147,11 +176,11 @@ def _host_episode(args):
     return {m: float(v) for m, v in harness_metrics(info).items()}
 
 
-def instances(config: EnvConfig, seeds: int, params=None):
+def instances(config: EnvConfig, seeds: int, params=None, first_episode: int = 0):
     """The episodes the JAX path plays, as reference-simulator Instances (same keys)."""
     params = params if params is not None else make_params(config)
     bank = config.make_bank()
-    return [materialize(_split(k)[0], config, params, bank) for k in episode_keys(seeds)]
+    return [materialize(_split(k)[0], config, params, bank) for k in episode_keys(seeds, first_episode)]
 
 
 def run_host_policy(make_policy: Callable, config: EnvConfig, seeds: int, params=None, workers: int = 1,
@@ -213,8 +242,9 @@ def summarize(results: dict[int, dict[str, dict[str, np.ndarray]]], normalizer: 
 # ----------------------------------------------------------------------------- the whole evaluation
 
 def evaluate(policies: PolicySet, servers: Sequence[int], seeds: int, base: EnvConfig | None = None,
-             workers: int = 1, log=None) -> dict[int, dict[str, dict[str, np.ndarray]]]:
-    """N -> policy -> metric -> per-seed values. Round-robin is always run (the normalizer)."""
+             workers: int = 1, log=None, first_episode: int = 0) -> dict[int, dict[str, dict[str, np.ndarray]]]:
+    """N -> policy -> metric -> per-seed values over episodes first_episode .. first_episode+seeds-1
+    (a split's `first_episode`). Round-robin is always run (the normalizer)."""
     jax_pols = dict(policies.jax)
     if NORMALIZER not in jax_pols:
         jax_pols[NORMALIZER] = baselines.BASELINES[NORMALIZER]
@@ -223,12 +253,12 @@ def evaluate(policies: PolicySet, servers: Sequence[int], seeds: int, base: EnvC
         config = eval_config(n, base)
         params = make_params(config)
         t0 = time.perf_counter()
-        res = run_jax_policies(jax_pols, params, seeds)
+        res = run_jax_policies(jax_pols, params, seeds, first_episode)
         if log:
             log(f"N={n}: {len(jax_pols)} jittable policies x {seeds} seeds, "
                 f"{int(episode_workflows(params))} workflows each, {time.perf_counter() - t0:.1f} s")
         if policies.host:
-            insts = instances(config, seeds, params)
+            insts = instances(config, seeds, params, first_episode)
             for name, make in policies.host.items():
                 t0 = time.perf_counter()
                 res[name] = run_host_policy(make, config, seeds, params, workers, insts)

@@ -38,20 +38,41 @@ class PolicyConfig:
     hidden: int = struct.field(pytree_node=False, default=128)
     log_n_scaling: bool = struct.field(pytree_node=False, default=False)
     dag_encoder: str = struct.field(pytree_node=False, default="auto")  # auto | dense | edges | jraph (jaxsched.graphs)
+    pointer_bypass: bool = struct.field(pytree_node=False, default=False)  # pointer reads [h, query], not h alone
+    global_inputs: str = struct.field(pytree_node=False, default="raw")  # raw | per_server (see GLOBAL_INPUTS)
+
+
+GLOBAL_INPUTS = ("raw", "per_server")
+_PER_SERVER = tuple(GLOBAL[k] for k in ("open_workflows", "queued_workflows", "decision_index", "workflows_left"))
+_DROPPED = tuple(GLOBAL[k] for k in ("clock_s", "n_active"))
+
+
+def policy_globals(globals_, mode: str):
+    """The global features as the network reads them: as observed (`raw`), or N-free (`per_server`:
+    counts per active server, the server count and the clock zeroed)."""
+    if mode == "raw":
+        return globals_
+    n = jnp.maximum(globals_[GLOBAL["n_active"]], 1.0)
+    scale = jnp.ones_like(globals_).at[jnp.asarray(_PER_SERVER)].set(1.0 / n)
+    return (globals_ * scale).at[jnp.asarray(_DROPPED)].set(0.0)
 
 
 class SchedulerNet(nn.Module):
-    """obs (one, unbatched) -> (logits [max_servers], value, aux {h, attention, pointer_logits})."""
+    """obs (one, unbatched) -> (logits [max_servers], value, aux {h, attention, pointer_logits}).
+
+    `h_override` [embed_dim] replaces the attention feature in the pointer and the critic (the
+    mean-ablation probe of `analysis.h_probe`: how much do decisions depend on h)."""
 
     config: PolicyConfig = PolicyConfig()
 
     @nn.compact
-    def __call__(self, obs: Observation):
+    def __call__(self, obs: Observation, h_override=None):
         cfg = self.config
         d, nh = cfg.embed_dim, cfg.num_heads
         dk = d // nh
         current, pooled = DagEncoder(d, cfg.gnn_layers, cfg.dag_encoder, name="dag")(obs.dag)
-        context = jnp.concatenate([symlog(obs.task), symlog(obs.globals), current, pooled])
+        glob = symlog(policy_globals(obs.globals, cfg.global_inputs))
+        context = jnp.concatenate([symlog(obs.task), glob, current, pooled])
         query = MLP((cfg.hidden, d), name="query")(context)
         servers = MLP((cfg.hidden, d), activate_last=True, name="server_encoder")(symlog(obs.servers))  # [N, d]
         # attention keys, values and pointer keys of every server: one [N, d] x [d, 3d] product
@@ -68,15 +89,17 @@ class SchedulerNet(nn.Module):
         attention = jax.nn.softmax(att_logits, axis=-1)  # [H, N]
         mixed = jnp.einsum("hn,nhk->hk", attention, values).reshape(d)
         h = nn.Dense(d, name="attention_out")(mixed)  # the attention feature SRR regularizes
+        if h_override is not None:
+            h = jnp.broadcast_to(jnp.asarray(h_override, h.dtype), h.shape)
 
-        ptr_q = nn.Dense(d, name="pointer_query")(jnp.concatenate([h, query]))
+        ptr_q = nn.Dense(d, name="pointer_query")(jnp.concatenate([h, query]) if cfg.pointer_bypass else h)
         logits = ptr_k @ ptr_q / jnp.sqrt(d)
         if cfg.log_n_scaling:
             s_ptr = self.param("ssmax_pointer", nn.initializers.ones, ())
             logits = logits * s_ptr * jnp.log(n_active)
         logits = jnp.where(mask, logits, NEG)
         value = MLP((cfg.hidden, cfg.hidden, 1), name="critic")(
-            jnp.concatenate([h, symlog(obs.task), symlog(obs.globals)]))[0]
+            jnp.concatenate([h, symlog(obs.task), glob]))[0]
         return logits, value, {"h": h, "attention": attention, "pointer_logits": logits}
 
 

@@ -2,20 +2,29 @@
 
 Over a minibatch H [B, d] of attention features:
 
-* decorrelation: the mean squared off-diagonal entry of the covariance of H,
-  pushing the dimensions of h apart;
+* decorrelation: the mean squared off-diagonal entry of the *correlation*
+  matrix of H, pushing the dimensions of h apart. It is scale-free: shrinking
+  h does not lower it (the covariance form, v1 of this module, was minimised
+  by shrinking h, so a decorrelation-only run was degenerate, and its gradient
+  was ~1e-3 of the KL term's on trained features, so SRR was KL-only);
 * KL: KL(N(mu, Sigma) || N(0, I)) of the moment-matched Gaussian,
-  0.5 (tr Sigma + |mu|^2 - d - log det Sigma), pinning the feature's
-  location and scale.
+  0.5 (tr Sigma + |mu|^2 - d - log det Sigma), *per dimension* (divided by d),
+  pinning the feature's location and scale at a weight that does not depend on
+  the embedding width.
 
-Together they keep h's statistics fixed while the number of servers it
-attends over changes. Both use the biased (1/B) covariance, so a batch that is
-exactly whitened (mean 0, covariance I) scores exactly 0 on both.
+Both terms lie in comparable ranges (decorrelation in [0, 1], KL per dimension
+a few units for an untrained network), so one weight range serves both. Both
+use the biased (1/B) moments, so a batch that is exactly whitened (mean 0,
+covariance I) scores exactly 0 on both. `train.learner` can log each term's
+gradient norm beside the PPO loss's (`--log_grad_norms`), the check that the
+weights balance.
 """
 
 from __future__ import annotations
 
 import jax.numpy as jnp
+
+SD_FLOOR = 1e-6  # a constant dimension has correlation 0 with the others (not NaN)
 
 
 def moments(h, weights=None):
@@ -29,20 +38,33 @@ def moments(h, weights=None):
     return mu, (x * w[:, None]).T @ x
 
 
+def correlation(cov):
+    """The correlation matrix of a covariance; dimensions with variance below SD_FLOOR**2 count as
+    uncorrelated (their row and column are 0 off the diagonal)."""
+    sd = jnp.sqrt(jnp.maximum(jnp.diag(cov), SD_FLOOR**2))
+    return cov / (sd[:, None] * sd[None, :])
+
+
 def decorrelation_loss(h, weights=None):
+    """Mean squared off-diagonal correlation of h's dimensions, in [0, 1]; invariant to scaling h."""
     _, cov = moments(h, weights)
     d = cov.shape[0]
-    off = cov - jnp.diag(jnp.diag(cov))
-    return jnp.sum(off**2) / (d * (d - 1)) if d > 1 else jnp.float32(0.0)
+    if d < 2:
+        return jnp.float32(0.0)
+    corr = correlation(cov)
+    off = corr - jnp.diag(jnp.diag(corr))
+    return jnp.sum(off**2) / (d * (d - 1))
 
 
 def gaussian_kl(h, eps: float = 1e-4, weights=None):
-    """KL of the moment-matched Gaussian of h to N(0, I); eps keeps log det finite for rank-deficient batches."""
+    """KL of the moment-matched Gaussian of h to N(0, I), per dimension; eps keeps log det finite
+    for rank-deficient batches (and is subtracted again, so a whitened batch scores 0)."""
     mu, cov = moments(h, weights)
     d = cov.shape[0]
     cov = cov + eps * jnp.eye(d)
     _, logdet = jnp.linalg.slogdet(cov)
-    return 0.5 * (jnp.trace(cov) + mu @ mu - d - logdet) - 0.5 * (d * eps - d * jnp.log1p(eps))
+    total = 0.5 * (jnp.trace(cov) + mu @ mu - d - logdet) - 0.5 * (d * eps - d * jnp.log1p(eps))
+    return total / d
 
 
 def srr_loss(h, decorrelation_weight: float, kl_weight: float, weights=None):
@@ -56,8 +78,7 @@ def feature_stats(h, weights=None):
     """Summary statistics of h for logging: mean, mean variance, mean |off-diagonal correlation|."""
     mu, cov = moments(h, weights)
     var = jnp.diag(cov)
-    sd = jnp.sqrt(jnp.maximum(var, 1e-12))
-    corr = cov / (sd[:, None] * sd[None, :])
+    corr = correlation(cov)
     d = cov.shape[0]
     off = jnp.sum(jnp.abs(corr - jnp.diag(jnp.diag(corr)))) / max(d * (d - 1), 1)
     norms = jnp.linalg.norm(h, axis=1)

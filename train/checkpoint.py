@@ -21,7 +21,7 @@ import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as cm
 
-from train.config import CONFIG_FORMAT
+from train.config import CONFIG_FORMAT, FORMAT_UPGRADES
 
 FORMAT_KEY = "_format"
 
@@ -125,7 +125,9 @@ def best_step(directory: str, best_metric: str) -> int:
 def _check_format(directory: str, step: int, config: dict) -> dict:
     config = dict(config)
     fmt = config.pop(FORMAT_KEY, 1)
-    if fmt != CONFIG_FORMAT:
+    if fmt in FORMAT_UPGRADES:  # an older layout whose meaning is known: fill in what it implied
+        config = {**FORMAT_UPGRADES[fmt], **config}
+    elif fmt != CONFIG_FORMAT:
         raise CheckpointError(f"{directory!r} step {step}: written by another version of jaxsched (checkpoint format "
                               f"{fmt}, this code reads format {CONFIG_FORMAT}); retrain, or use the version that wrote it")
     return config

@@ -14,7 +14,9 @@ import types
 import typing
 from dataclasses import dataclass, field, fields
 
-CONFIG_FORMAT = 2  # the layout of a saved config (checkpoints and summaries carry it)
+CONFIG_FORMAT = 3  # the layout of a saved config (checkpoints and summaries carry it)
+# Format 2 predates the h-only pointer and N-free inputs: its networks read [h, query] and raw globals.
+FORMAT_UPGRADES = {2: {"pointer_bypass": True, "global_inputs": "raw"}}
 
 
 def opt(default, help: str):
@@ -66,14 +68,18 @@ class PPOConfig:
     hidden: int = opt(128, "hidden width of the query, server and critic MLPs")
     dag_encoder: str = opt("auto", "auto | dense | edges | jraph: how the DAG encoder aggregates (same function)")
     log_n_scaling: bool = opt(False, "Scalable-Softmax: attention and pointer logits x s log(n_active)")
+    pointer_bypass: bool = opt(False, "pointer reads [h, query] (v1, an ablation) instead of the attention feature h alone")
+    global_inputs: str = opt("raw", "raw | per_server: global counts per active server, N and clock dropped (N-free)")
     # --- SRR on the attention feature ---
     srr_decorrelation: float = opt(0.0, "weight of SRR's decorrelation term")
-    srr_kl: float = opt(0.0, "weight of SRR's KL-to-N(0, I) term")
+    srr_kl: float = opt(0.0, "weight of SRR's KL-to-N(0, I) term (per dimension)")
+    log_grad_norms: bool = opt(False, "log the gradient norm of the PPO loss and of each SRR term (one backward pass each)")
     # --- evaluation ---
     eval_servers: tuple[int, ...] = opt((16, 32, 48), "cluster sizes of the periodic greedy evaluation")
     eval_seeds: int = opt(4, "evaluation episodes per size")
     eval_every: int = opt(40, "evaluate every this many updates (and at the end); 0 = only at the end")
-    eval_workload_seed: int = opt(1, "seed of the evaluation workflow bank (held out from training)")
+    eval_workload_seed: int = opt(1, "seed of the validation bank of the periodic evaluation, best checkpoints and sweeps "
+                                     "(held out from training; never the test bank, 3)")
     best_metric: str = opt("eval/16/norm_mean_response", "lower is better; the checkpoint kept as 'best'")
     # --- checkpoints ---
     checkpoint_dir: str | None = opt("runs/ppo", "where run directories go (none: no checkpoints)")
@@ -120,7 +126,8 @@ class PPOConfig:
         from jaxsched.policy import PolicyConfig
 
         return PolicyConfig(embed_dim=self.embed_dim, num_heads=self.num_heads, gnn_layers=self.gnn_layers,
-                            hidden=self.hidden, log_n_scaling=self.log_n_scaling, dag_encoder=self.dag_encoder)
+                            hidden=self.hidden, log_n_scaling=self.log_n_scaling, dag_encoder=self.dag_encoder,
+                            pointer_bypass=self.pointer_bypass, global_inputs=self.global_inputs)
 
     def env(self, n_servers: int | None = None, workload_seed: int | None = None):
         """The training environment (`envs.EnvConfig`), or the same world at `n_servers` / another bank."""
@@ -170,11 +177,19 @@ class PPOConfig:
         need(0 < self.gamma_per_s <= 1, "gamma_per_s", f"must be in (0, 1], got {self.gamma_per_s}")
         need(0 <= self.gae_lambda <= 1, "gae_lambda", f"must be in [0, 1], got {self.gae_lambda}")
         need(self.clip_eps > 0, "clip_eps", f"must be > 0, got {self.clip_eps}")
+        from jaxsched.evaluation import TEST
+
+        need(self.eval_workload_seed != TEST.workload_seed, "eval_workload_seed",
+             f"{TEST.workload_seed} is the test bank, kept for final reports; the periodic evaluation selects checkpoints, "
+             "so it runs on a validation bank (default 1)")
+        need(self.eval_workload_seed != self.workload_seed or bool(self.eval_workflows or self.workflows),
+             "eval_workload_seed", f"{self.eval_workload_seed} is the training bank (workload_seed); validate on another")
         need(self.srr_decorrelation >= 0 and self.srr_kl >= 0, "srr_decorrelation/srr_kl", "SRR weights must be >= 0")
         need(self.wandb_mode in ("online", "offline", "disabled"), "wandb_mode", f"online | offline | disabled, got {self.wandb_mode!r}")
         need(self.rho > 0, "rho", f"must be > 0, got {self.rho}")
         from jaxsched.graphs import ENCODERS
 
+        need(self.global_inputs in ("raw", "per_server"), "global_inputs", f"raw | per_server, got {self.global_inputs!r}")
         need(self.dag_encoder in ENCODERS, "dag_encoder", f"{' | '.join(ENCODERS)}, got {self.dag_encoder!r}")
         if self.workflows or self.eval_workflows or self.catalog or self.gpu_mix or self.max_tasks != 16:
             # the world from files: refuse a bad file or setting now, in one line, before any work

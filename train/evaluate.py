@@ -16,7 +16,9 @@ from envs.world import build_world
 from jaxsched import baselines
 from jaxsched.evaluation import (
     DEFAULT_SERVERS,
-    EVAL_WORKLOAD_SEED,
+    SPLITS,
+    TEST,
+    check_reporting_bank,
     eval_config,
     evaluate,
     format_table,
@@ -45,7 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--rho", type=float, default=None,
                     help="offered load (default: the checkpoints' training load, else the env's 0.7)")
-    ap.add_argument("--workload-seed", type=int, default=EVAL_WORKLOAD_SEED, help="workflow bank seed (training uses 0)")
+    ap.add_argument("--split", choices=list(SPLITS), default=TEST.name,
+                    help="episode set: test (final reports; the default) or validation (what training selects on; "
+                         "refused for checkpoints)")
+    ap.add_argument("--workload-seed", type=int, default=None,
+                    help="workflow bank seed (default: the split's, test 3, validation 1; training uses 0)")
     ap.add_argument("--workflows", nargs="+", metavar="FILE", help="workflow files (own JSON or WfFormat) to "
                     "evaluate on instead of the generated bank")
     ap.add_argument("--max-tasks", type=int, default=None, help="largest workflow allowed (default 16; up to 1024)")
@@ -74,6 +80,9 @@ def main(argv=None):
         names = [p.strip() for p in a.policies.split(",") if p.strip()]
         if not names:
             raise ValueError("--policies: empty list")
+        split = SPLITS[a.split]
+        if a.workload_seed is None:
+            a.workload_seed = split.workload_seed
         cp_opts = {} if a.cp_time_limit is None else {"time_limit_s": a.cp_time_limit}
         policies = resolve_policies(names, cp_opts)
         loaded = [p for spec in a.checkpoint for p in load_policies(spec)]
@@ -81,6 +90,7 @@ def main(argv=None):
             if p.name in policies.jax:
                 raise ValueError(f"--checkpoint: two policies are called {p.name!r}; name them (NAME=DIR)")
             policies.jax[p.name] = p.greedy()
+            check_reporting_bank(a.workload_seed, p.config.to_dict(), f"checkpoint {p.name!r}")
         world_opts = dict(catalog_file=a.catalog, gpus=a.gpus, gpu_mix=a.gpu_mix, workflows=a.workflows or (),
                           max_tasks=a.max_tasks, seed=a.workload_seed)
         base = EnvConfig(workload_seed=a.workload_seed)
@@ -113,8 +123,8 @@ def main(argv=None):
     log = (lambda s: print(s, file=sys.stderr)) if a.json else print
     if loaded and a.rho is None:
         log(f"evaluating at the checkpoints' training load: rho={base.rho}, {base.workflows_per_server:g} workflows "
-            f"per server (held-out workload seed {a.workload_seed})")
-    results = evaluate(policies, servers, a.seeds, base, workers=a.workers, log=log)
+            f"per server ({a.split} split: workload seed {a.workload_seed}, episodes from {split.first_episode})")
+    results = evaluate(policies, servers, a.seeds, base, workers=a.workers, log=log, first_episode=split.first_episode)
     rows = summarize(results)
     if a.json:
         print(json.dumps(rows))

@@ -133,7 +133,8 @@ def zero_invalid(tree, valid):
     return jax.tree.map(one, tree)
 
 
-def ppo_loss(params, net: SchedulerNet, batch, config: PPOConfig, hyper: dict):
+def ppo_loss_terms(params, net: SchedulerNet, batch, config: PPOConfig, hyper: dict):
+    """(PPO part, SRR decorrelation, SRR KL, stats): the loss's three parts, unweighted SRR terms."""
     valid = batch[0].valid
     traj, advantages, targets = zero_invalid(batch, valid)
     w = valid.astype(jnp.float32)
@@ -150,14 +151,41 @@ def ppo_loss(params, net: SchedulerNet, batch, config: PPOConfig, hyper: dict):
     critic = 0.5 * masked_mean(jnp.maximum((value - targets) ** 2, (v_clip - targets) ** 2), w)
     probs = jnp.exp(logp_all)
     entropy = -masked_mean(jnp.sum(jnp.where(traj.obs.action_mask, probs * logp_all, 0.0), axis=1), w)
-    srr, srr_terms = srr_loss(aux["h"], hyper["srr_decorrelation"], hyper["srr_kl"], weights=w)
-    total = actor + config.vf_coef * critic - hyper["ent_coef"] * entropy + srr
-    stats = {"loss/total": total, "loss/actor": actor, "loss/critic": critic, "loss/entropy": entropy,
+    _, srr_terms = srr_loss(aux["h"], 0.0, 0.0, weights=w)
+    ppo = actor + config.vf_coef * critic - hyper["ent_coef"] * entropy
+    stats = {"loss/ppo": ppo, "loss/actor": actor, "loss/critic": critic, "loss/entropy": entropy,
              "loss/approx_kl": masked_mean((ratio - 1) - jnp.log(ratio), w),
              "loss/clip_frac": masked_mean((jnp.abs(ratio - 1) > config.clip_eps).astype(jnp.float32), w),
              **{f"srr/{k[4:]}": v for k, v in srr_terms.items()},
              **{f"feature/{k}": v for k, v in feature_stats(aux["h"], weights=w).items()}}
-    return total, stats
+    return ppo, srr_terms["srr_decorrelation"], srr_terms["srr_kl"], stats
+
+
+def ppo_loss(params, net: SchedulerNet, batch, config: PPOConfig, hyper: dict):
+    ppo, dec, kl, stats = ppo_loss_terms(params, net, batch, config, hyper)
+    total = ppo + hyper["srr_decorrelation"] * dec + hyper["srr_kl"] * kl
+    return total, {"loss/total": total, **stats}
+
+
+def loss_gradients(params, net: SchedulerNet, batch, config: PPOConfig, hyper: dict):
+    """(gradient of the total loss, stats). With `config.log_grad_norms` the stats also carry the
+    global gradient norm of each part: `grad/ppo` (actor + critic + entropy) and, per unit weight,
+    `grad/srr_decorrelation` and `grad/srr_kl` (multiply by the weight for the term's share), so a
+    run shows whether its SRR weights are in balance with PPO. That costs one backward pass per part
+    (a reverse-mode Jacobian of the three parts); off, it is one ordinary gradient."""
+    if not config.log_grad_norms:
+        return jax.grad(lambda p: ppo_loss(p, net, batch, config, hyper), has_aux=True)(params)
+
+    def parts(p):
+        ppo, dec, kl, stats = ppo_loss_terms(p, net, batch, config, hyper)
+        return jnp.stack([ppo, dec, kl]), stats
+
+    jac, stats = jax.jacrev(parts, has_aux=True)(params)
+    weights = jnp.stack([jnp.float32(1.0), hyper["srr_decorrelation"], hyper["srr_kl"]])
+    grads = jax.tree.map(lambda j: jnp.tensordot(weights, j, axes=1), jac)
+    norms = [optax.global_norm(jax.tree.map(lambda j, i=i: j[i], jac)) for i in range(3)]
+    total = stats["loss/ppo"] + weights[1] * stats["srr/decorrelation"] + weights[2] * stats["srr/kl"]
+    return grads, {"loss/total": total, **stats, "grad/ppo": norms[0], "grad/srr_decorrelation": norms[1], "grad/srr_kl": norms[2]}
 
 
 class Trainer(NamedTuple):
@@ -238,7 +266,7 @@ def make_train(config: PPOConfig, sharding=None) -> Trainer:
             mbs = minibatches(k, (traj, advantages, targets))
 
             def minibatch(ts, mb):
-                grads, stats = jax.grad(lambda p: ppo_loss(p, net, constrain(mb), config, hyper), has_aux=True)(ts.params)
+                grads, stats = loss_gradients(ts.params, net, constrain(mb), config, hyper)
                 updates, opt_state = ts.tx.update(grads, ts.opt_state, ts.params)
                 updates = jax.tree.map(lambda u: u * hyper["lr"], updates)
                 params = optax.apply_updates(ts.params, updates)

@@ -34,12 +34,12 @@ def _baselines(cache_key, references, split) -> dict:
 
 
 class PolicyEvaluator:
-    def __init__(self, net, sizes, seeds: int, base: EnvConfig):
+    def __init__(self, net, sizes, seeds: int, base: EnvConfig, first_episode: int = 0):
         self.net, self.sizes, self.seeds = net, tuple(int(n) for n in sizes), int(seeds)
         big = max(self.sizes)
         self.params = make_params(base.replace(n_servers=big, max_servers=big, window=None, max_workflows=None))
         n = jnp.repeat(jnp.asarray(self.sizes, jnp.int32), self.seeds)
-        keys = jnp.tile(episode_keys(self.seeds), (len(self.sizes), 1))
+        keys = jnp.tile(episode_keys(self.seeds, first_episode), (len(self.sizes), 1))
         env_params = self.params
 
         def one(policy_fn, net_params, n_servers, key):
@@ -60,7 +60,7 @@ class PolicyEvaluator:
             return jax.vmap(ref)(pid, jnp.tile(n, len(refs)), jnp.tile(keys, (len(refs), 1)))
 
         self._references = references
-        self._cache_key = (self.sizes, self.seeds, base)
+        self._cache_key = (self.sizes, self.seeds, base, int(first_episode))
         self._baselines = None
 
     def _split(self, metrics) -> dict[int, dict[str, np.ndarray]]:

@@ -3,7 +3,7 @@
 
     python -m train.ppo                                    # the default (cpu preset)
     python -m train.ppo --num_seeds=8                      # 8 seeds in one compiled program
-    python -m train.ppo --preset gpu --srr_kl=0.01 --srr_decorrelation=0.1
+    python -m train.ppo --preset gpu --srr_kl=0.05 --srr_decorrelation=0.3
     python -m train.ppo --resume runs/ppo/20261122-101500-3fa2c1   # continue a run exactly
 
 Options are `--key=value` (see `--help`, docs/training.md). Bad options,

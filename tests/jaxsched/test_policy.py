@@ -83,6 +83,62 @@ def test_log_n_scaling_multiplies_the_pointer_logits_by_s_log_n():
     np.testing.assert_allclose(np.asarray(twice)[mask], 2.0 * np.asarray(base)[mask], rtol=1e-5)
 
 
+def other_task(obs, seed=5):
+    """The same cluster with another task's features and DAG (the query changes, the servers do not)."""
+    rng = np.random.default_rng(seed)
+    return obs.replace(task=obs.task * jnp.asarray(rng.uniform(0.2, 3.0, obs.task.shape), obs.task.dtype),
+                       dag=obs.dag.replace(nodes=obs.dag.nodes * 1.7 + 0.3))
+
+
+@pytest.mark.parametrize("bypass", [False, True])
+def test_the_pointer_reads_the_task_only_through_h(bypass):
+    """Default: with h held fixed, the task's features cannot move the logits (every decision goes
+    through h); the v1 bypass (pointer_bypass=True) lets the query reach the pointer directly."""
+    net = SchedulerNet(CFG.replace(pointer_bypass=bypass))
+    obs = obs_at(8)
+    params = net.init(jax.random.PRNGKey(4), obs)
+    fixed = jnp.linspace(-1.0, 1.0, CFG.embed_dim)
+    a, _, _ = net.apply(params, obs, h_override=fixed)
+    b, _, _ = net.apply(params, other_task(obs), h_override=fixed)
+    mask = np.asarray(obs.action_mask)
+    free = net.apply(params, obs)[0]
+    assert not np.allclose(np.asarray(free)[mask], np.asarray(a)[mask])  # the override is used
+    if bypass:
+        assert not np.allclose(np.asarray(a)[mask], np.asarray(b)[mask], atol=1e-5)
+    else:
+        np.testing.assert_allclose(np.asarray(a)[mask], np.asarray(b)[mask], rtol=1e-6, atol=1e-6)
+
+
+def test_n_free_globals_hide_the_cluster_size():
+    """global_inputs=per_server: a cluster three times larger with three times the open, queued and
+    remaining workflows and decisions (and another clock) gives the same output; raw inputs see it."""
+    from envs.features import GLOBAL as G
+
+    obs = obs_at(8)
+    g = obs.globals
+    for k, v in (("open_workflows", 4.0), ("queued_workflows", 2.0), ("decision_index", 40.0), ("workflows_left", 20.0)):
+        g = g.at[G[k]].set(v)
+    small = obs.replace(globals=g.at[G["n_active"]].set(8.0).at[G["clock_s"]].set(100.0))
+    big_g = g
+    for k in ("open_workflows", "queued_workflows", "decision_index", "workflows_left"):
+        big_g = big_g.at[G[k]].multiply(3.0)
+    big = obs.replace(globals=big_g.at[G["n_active"]].set(24.0).at[G["clock_s"]].set(900.0))
+    for mode, same in (("per_server", True), ("raw", False)):
+        net = SchedulerNet(CFG.replace(global_inputs=mode))
+        params = net.init(jax.random.PRNGKey(6), obs)
+        (la, va, _), (lb, vb, _) = net.apply(params, small), net.apply(params, big)
+        if same:
+            np.testing.assert_allclose(np.asarray(la), np.asarray(lb), rtol=1e-6)
+            assert float(va) == pytest.approx(float(vb), rel=1e-6)
+        else:
+            assert not np.allclose(np.asarray(la), np.asarray(lb)) or float(va) != pytest.approx(float(vb))
+    # rho is not a count: per_server keeps it
+    net = SchedulerNet(CFG.replace(global_inputs="per_server"))
+    params = net.init(jax.random.PRNGKey(6), obs)
+    hot = small.replace(globals=small.globals.at[G["rho"]].set(0.95))
+    assert float(net.apply(params, hot)[1]) != pytest.approx(float(net.apply(params, small)[1]))
+
+
 def whitened(b=512, d=8, seed=0):
     """A batch whose biased sample mean is 0 and covariance exactly I."""
     x = np.random.default_rng(seed).normal(size=(b, d))
@@ -106,10 +162,39 @@ def test_srr_terms_are_positive_for_correlated_or_shifted_features():
     corr = h @ mix
     assert float(srr.decorrelation_loss(corr)) > 1e-3
     assert float(srr.gaussian_kl(corr)) > 1e-2
-    # a mean shift of 1 in every dimension: KL = |mu|^2 / 2 = d / 2 exactly
-    assert float(srr.gaussian_kl(h + 1.0)) == pytest.approx(4.0, rel=1e-3)
-    # scaling by 2: KL = (tr 4I - d - log det 4I) / 2 = (32 - 8 - 8 log 4) / 2
-    assert float(srr.gaussian_kl(2.0 * h)) == pytest.approx((32 - 8 - 8 * np.log(4)) / 2, rel=1e-3)
+    # KL per dimension. A mean shift of 1 in every dimension: KL = |mu|^2 / 2 / d = 1 / 2 exactly
+    assert float(srr.gaussian_kl(h + 1.0)) == pytest.approx(0.5, rel=1e-3)
+    # scaling by 2: KL = (tr 4I - d - log det 4I) / 2 / d = (4 - 1 - log 4) / 2
+    assert float(srr.gaussian_kl(2.0 * h)) == pytest.approx((4 - 1 - np.log(4)) / 2, rel=1e-3)
+
+
+@pytest.mark.parametrize("d", [4, 8, 32])
+def test_srr_kl_is_per_dimension(d):
+    """The same per-dimension mismatch scores the same at any width (the sum over dimensions grew
+    with d, so one weight meant a different regularizer per embed_dim)."""
+    h = whitened(b=1024, d=d)
+    assert float(srr.gaussian_kl(1.5 * h + 0.5)) == pytest.approx((2.25 + 0.25 - 1 - np.log(2.25)) / 2, rel=1e-3)
+
+
+def test_decorrelation_is_scale_free():
+    """Shrinking or stretching h leaves the decorrelation term unchanged (the covariance form was
+    minimised by shrinking h) and its gradient along h has no component toward 0."""
+    h = whitened(b=256, d=8) @ (jnp.eye(8).at[0, 1].set(0.9).at[2, 5].set(-0.5))
+    base = float(srr.decorrelation_loss(h))
+    assert base > 1e-3
+    for c in (0.01, 0.5, 3.0, 100.0):
+        assert float(srr.decorrelation_loss(c * h)) == pytest.approx(base, rel=1e-4)
+    along_scale = jax.grad(lambda c: srr.decorrelation_loss(c * h))(1.0)
+    assert abs(float(along_scale)) < 1e-5
+    # bounded by 1: perfectly correlated dimensions
+    col = h[:, :1]
+    assert float(srr.decorrelation_loss(jnp.concatenate([col, 2 * col, -col], axis=1))) == pytest.approx(1.0, rel=1e-4)
+
+
+def test_a_constant_dimension_is_not_nan():
+    h = whitened(b=64, d=4).at[:, 2].set(3.0)
+    val, grad = jax.value_and_grad(srr.decorrelation_loss)(h)
+    assert np.isfinite(float(val)) and np.isfinite(np.asarray(grad)).all()
 
 
 def test_srr_weights_zero_turn_it_off_but_terms_still_report():

@@ -5,8 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxsched import srr
 from train.config import PRESETS, PPOConfig
-from train.learner import discounts, gae, make_train, ppo_loss
+from train.learner import discounts, gae, loss_gradients, make_train, ppo_loss
 
 # 8 envs, one fresh episode per step, 2-workflow episodes that all end within a few steps of each other
 WAITS = PPOConfig(**PRESETS["cpu-quick"]).replace(num_envs=8, reset_ratio=8, train_servers=(2,), eval_servers=(2,),
@@ -84,6 +85,33 @@ def test_the_loss_and_its_gradient_ignore_waiting_transitions(rollout):
     # and the mask matters: counting the waits as decisions changes the gradient
     g3, _ = grads(traj._replace(valid=np.ones_like(traj.valid)))
     assert any(not np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g3)))
+
+
+def test_gradient_norm_logging_reports_each_part_and_leaves_the_gradient_alone(rollout):
+    """--log_grad_norms: the same total gradient (up to rounding) plus each part's norm; the SRR
+    terms' norms are those of their own gradients, computed here directly."""
+    trainer, runner, traj, last_value = rollout
+    adv, targets = gae(traj, last_value, discounts(traj, WAITS), WAITS.gae_lambda)
+    hyper = dict(runner.hyper, srr_decorrelation=jnp.float32(0.3), srr_kl=jnp.float32(0.05))
+    batch = jax.tree.map(lambda x: jnp.reshape(x, (-1,) + x.shape[2:]), (traj, adv, targets))
+    params = runner.train_state.params
+    plain, s_plain = jax.jit(lambda p: loss_gradients(p, trainer.net, batch, WAITS, hyper))(params)
+    logged = WAITS.replace(log_grad_norms=True)
+    g, s = jax.jit(lambda p: loss_gradients(p, trainer.net, batch, logged, hyper))(params)
+    for a, b in zip(jax.tree.leaves(plain), jax.tree.leaves(g)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
+    assert float(s["loss/total"]) == pytest.approx(float(s_plain["loss/total"]), rel=1e-5)
+    w = batch[0].valid.astype(jnp.float32)
+
+    def h_of(p):
+        return jax.vmap(trainer.net.apply, in_axes=(None, 0))(p, jax.tree.map(
+            lambda x: jnp.where(jnp.reshape(batch[0].valid, (-1,) + (1,) * (x.ndim - 1)), x, 0), batch[0].obs))[2]["h"]
+
+    for name, term in (("srr_decorrelation", srr.decorrelation_loss), ("srr_kl", srr.gaussian_kl)):
+        direct = jax.jit(jax.grad(lambda p, term=term: term(h_of(p), weights=w)))(params)
+        norm = float(jnp.sqrt(sum(jnp.sum(x**2) for x in jax.tree.leaves(direct))))
+        assert norm > 0 and float(s[f"grad/{name}"]) == pytest.approx(norm, rel=1e-3), name
+    assert float(s["grad/ppo"]) > 0
 
 
 def test_an_update_with_waits_reports_them():

@@ -23,6 +23,16 @@ def same_tree(a, b):
     return all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(la, lb))
 
 
+def on_test(run_dir, sizes=(4,), seeds=2):
+    """The training-time evaluator of a run's policy, on the test split's episodes."""
+    from jaxsched.evaluation import TEST
+    from train.policies import load_policy
+    from train.policy_eval import PolicyEvaluator
+
+    p = load_policy(run_dir)
+    return PolicyEvaluator(p.net, sizes, seeds, p.eval_env(TEST.workload_seed), first_episode=TEST.first_episode)(p.params)
+
+
 @pytest.fixture(scope="module")
 def straight(tmp_path_factory):
     d = tmp_path_factory.mktemp("ckpt")
@@ -90,8 +100,34 @@ def test_evaluate_reads_a_checkpoint(straight, capsys):
     names = {r["policy"] for r in rows}
     assert names == {"tiny", "eft", "round_robin"}
     tiny = next(r for r in rows if r["policy"] == "tiny")
-    # the harness and the training-time evaluator agree on the same episodes (eval seeds 0..1, N=4)
-    np.testing.assert_allclose(tiny["mean_response"], straight["eval"]["eval/4/mean_response"], rtol=1e-4)
+    # the harness reports on the test split; the training-time evaluator on those same episodes agrees
+    np.testing.assert_allclose(tiny["mean_response"], on_test(straight["run_dir"])["eval/4/mean_response"], rtol=1e-4)
+    # and those are not the validation episodes training selected on
+    assert tiny["mean_response"] != pytest.approx(straight["eval"]["eval/4/mean_response"], rel=1e-6)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--split", "validation"], "validation set"),
+    (["--workload-seed", "1"], "validation set"),
+    (["--workload-seed", "0"], "training bank"),
+])
+def test_evaluate_refuses_to_report_a_checkpoint_on_episodes_that_chose_it(straight, args, message, capsys):
+    with pytest.raises(SystemExit) as e:
+        E.main(["--checkpoint", f"tiny={straight['run_dir']}", "--policies", "eft", "--servers", "4", "--seeds", "2",
+                *args])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and message in err and "Traceback" not in err
+
+
+def test_a_format_2_checkpoint_config_reads_as_the_v1_architecture():
+    from train.checkpoint import FORMAT_KEY, _check_format
+
+    old = {**PPOConfig().to_dict(), FORMAT_KEY: 2}
+    del old["pointer_bypass"], old["global_inputs"]
+    cfg = PPOConfig.from_dict(_check_format("d", 1, old))
+    assert cfg.pointer_bypass is True and cfg.global_inputs == "raw"
+    with pytest.raises(Exception, match="format 1"):
+        _check_format("d", 1, {**old, FORMAT_KEY: 1})
 
 
 def test_evaluate_rejects_an_unreadable_checkpoint(tmp_path, capsys):
@@ -117,6 +153,9 @@ def test_cli_parsing_key_value_presets_and_types():
     (["--num_minibatches=3"], "num_minibatches: 3 does not divide"),
     (["--embed_dim=30"], "embed_dim: 30 is not divisible"),
     (["--log_n_scaling=maybe"], "--log_n_scaling: expected true/false"),
+    (["--eval_workload_seed=3"], "eval_workload_seed: 3 is the test bank"),
+    (["--eval_workload_seed=0"], "eval_workload_seed: 0 is the training bank"),
+    (["--global_inputs=scaled"], "global_inputs: raw | per_server"),
 ])
 def test_bad_options_name_the_field(args, message, capsys):
     with pytest.raises(SystemExit) as e:
@@ -139,7 +178,7 @@ def test_training_on_workflow_files_with_a_gpu_mix_evaluates_in_the_same_world(t
     rows = E.main(["--checkpoint", f"wf={out['run_dir']}", "--policies", "eft", "--servers", "4", "--seeds", "2",
                    "--json"])
     np.testing.assert_allclose(next(r for r in rows if r["policy"] == "wf")["mean_response"],
-                               out["eval"]["eval/4/mean_response"], rtol=1e-4)
+                               on_test(out["run_dir"])["eval/4/mean_response"], rtol=1e-4)
     capsys.readouterr()
     with pytest.raises(SystemExit) as e:
         run(TINY + [f"--workflows={wf}"])  # 24 tasks, max_tasks 16
