@@ -29,7 +29,8 @@ def _kl_rows(logits: np.ndarray, ablated: np.ndarray) -> np.ndarray:
     lp, finite = log_softmax(np.asarray(logits, np.float64))
     lq, _ = log_softmax(np.asarray(ablated, np.float64))
     p = np.where(finite, np.exp(lp), 0.0)
-    return np.sum(np.where(finite, p * (lp - lq), 0.0), axis=1)
+    diff = np.where(finite, lp, 0.0) - np.where(finite, lq, 0.0)  # masked entries stay out (no inf - inf)
+    return np.sum(p * diff, axis=1)
 
 
 def h_dependence(net, params, sizes, seeds: int, decisions: int, base, first_episode: int = 0) -> list[dict]:

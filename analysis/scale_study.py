@@ -1,0 +1,286 @@
+"""`python -m analysis.scale_study --preset {tiny,cpu,gpu}`: the pre-registered SCALE study.
+
+The protocol is docs/analysis.md ("The SCALE study protocol"); this module
+runs it and nothing else:
+
+1. train each variant (no_srr, srr, log_n, srr+log_n) at the train N as one
+   K-seed program (`train.ppo --num_seeds=K --seed=1000`), validating on bank
+   1 only; an interrupted study resumes with the same command;
+2. score the *final* parameters of every seed on the test split (bank 3,
+   episode keys from 100,000) at every eval N: the mean over test episodes
+   of (the seed's mean response ÷ EFT's on the same episode), next to
+   FATE-lite's on the same episodes;
+3. the primary endpoint (srr vs no_srr at N=48, IQM ratio with a stratified
+   bootstrap interval over seeds) and the Holm-corrected secondaries
+   (`analysis.study`), each variant's seed SD, and the h-dependence probe
+   per seed at the train N and N=48;
+4. `summary.json` (the fields the protocol names), `per_seed.json` and
+   `report.md`, written atomically.
+
+    python -m analysis.scale_study --preset tiny --out results/study-tiny   # minutes: checks the pipeline
+    python -m analysis.scale_study --preset cpu  --out results/study-cpu    # the 2-core CPU, about 2 h
+    python -m analysis.scale_study --preset gpu  --out results/study-gpu    # the study as registered
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from analysis import study as S
+from envs.files import atomic_write_json, atomic_write_text
+from jaxsched.evaluation import TEST, VALIDATION
+
+VARIANTS = {
+    "no_srr": {},
+    "srr": {"srr_decorrelation": 0.3, "srr_kl": 0.05},
+    "log_n": {"log_n_scaling": True},
+    "srr+log_n": {"srr_decorrelation": 0.3, "srr_kl": 0.05, "log_n_scaling": True},
+}
+CONTROL = "no_srr"
+SCALE_EFFECT_PCT = -8.9  # SCALE's reported change at N=48 when trained at 16
+
+
+@dataclass(frozen=True)
+class StudyPreset:
+    train_preset: str
+    train_servers: int
+    eval_servers: tuple[int, ...]
+    primary_n: int
+    seeds: int  # per variant, one K-seed program each
+    first_seed: int
+    test_episodes: int  # per N
+    probe_episodes: int
+    probe_decisions: int  # per episode
+    reps: int  # bootstrap replicates
+    train_overrides: dict = field(default_factory=dict)
+
+
+PRESETS = {
+    "tiny": StudyPreset("cpu-quick", 4, (4, 8), 8, seeds=3, first_seed=1000, test_episodes=4, probe_episodes=2,
+                        probe_decisions=16, reps=500),
+    # the CPU budget (about 2 h on 2 cores): 32 seeds at a third of the cpu preset's updates; undertrained
+    # policies, so read its interval as what the CPU reaches, the gpu preset as the study
+    "cpu": StudyPreset("cpu", 16, (16, 32, 48, 64, 128), 48, seeds=32, first_seed=1000, test_episodes=32,
+                       probe_episodes=4, probe_decisions=64, reps=10_000, train_overrides={"total_updates": 24}),
+    "gpu": StudyPreset("gpu", 16, (16, 32, 48, 64, 128), 48, seeds=32, first_seed=1000, test_episodes=32,
+                       probe_episodes=8, probe_decisions=128, reps=10_000),
+}
+
+
+def train_argv(p: StudyPreset, variant: str, out_dir: str, wandb_mode: str) -> list[str]:
+    """One variant's K-seed `train.ppo` options; the run directory is `out_dir/runs/<variant>`. Training
+    validates (periodic evaluation, best checkpoint) on the validation bank only."""
+    opts = {"preset": p.train_preset, "seed": p.first_seed, "num_seeds": p.seeds, "train_servers": p.train_servers,
+            "eval_servers": p.train_servers, "best_metric": f"eval/{p.train_servers}/norm_mean_response",
+            "eval_workload_seed": VALIDATION.workload_seed, "checkpoint_dir": os.path.join(out_dir, "runs"),
+            "wandb_name": variant, "wandb_mode": wandb_mode, "wandb_group": f"scale-study-{p.train_preset}",
+            "progress": False, **p.train_overrides, **VARIANTS[variant]}
+    return [f"--{k}={v}" for k, v in opts.items()]
+
+
+def _finished(run_dir: str) -> bool:
+    """Every seed directory of a K-seed run holds a summary that reached the last update."""
+    try:
+        with open(os.path.join(run_dir, "run.json")) as f:
+            seeds = json.load(f).get("seeds") or []
+        for s in seeds:
+            with open(os.path.join(run_dir, f"seed{s}", "summary.json")) as f:
+                summary = json.load(f)
+            if summary["updates"] < summary["config"]["total_updates"]:
+                return False
+        return bool(seeds)
+    except (OSError, KeyError, ValueError):
+        return False
+
+
+def train_variant(p: StudyPreset, variant: str, out_dir: str, wandb_mode: str) -> str:
+    """Train (or resume, or reuse) one variant; returns its run directory."""
+    from train.ppo import main as run
+
+    run_dir = os.path.abspath(os.path.join(out_dir, "runs", variant))
+    if _finished(run_dir):
+        print(f"[scale_study] {variant}: finished earlier, reusing {run_dir}", file=sys.stderr, flush=True)
+    elif os.path.exists(os.path.join(run_dir, "run.json")):
+        print(f"[scale_study] {variant}: resuming {run_dir}", file=sys.stderr, flush=True)
+        run([f"--resume={run_dir}", "--progress=false", f"--wandb_mode={wandb_mode}"])
+    else:
+        print(f"[scale_study] training {variant}: {p.seeds} seeds in one program", file=sys.stderr, flush=True)
+        run(train_argv(p, variant, out_dir, wandb_mode))
+    return run_dir
+
+
+def _check_variant(p: StudyPreset, variant: str, policies) -> None:
+    """Refuse runs found under --out that this preset did not ask for (another preset or variant)."""
+    want = dict(p.train_overrides, **VARIANTS[variant], train_servers=(p.train_servers,))
+    seeds = sorted(pol.config.seed for pol in policies)
+    expected = list(range(p.first_seed, p.first_seed + p.seeds))
+    bad = [k for k, v in want.items() if any(getattr(pol.config, k) != v for pol in policies)]
+    if seeds != expected or bad:
+        what = f"seeds {seeds}, expected {expected}" if seeds != expected else f"field {bad[0]}"
+        raise SystemExit(f"python -m analysis.scale_study: error: runs/{variant} was trained with other settings "
+                         f"({what}); use another --out or delete that run")
+
+
+def test_scores(p: StudyPreset, policies) -> dict[int, np.ndarray]:
+    """N -> [seeds] test-split scores (mean per-episode ratio of mean response to EFT's), final parameters."""
+    import jax
+
+    from train.policy_eval import PolicyEvaluator
+
+    base = policies[0].eval_env(TEST.workload_seed)
+    evaluator = PolicyEvaluator(policies[0].net, p.eval_servers, p.test_episodes, base, first_episode=TEST.first_episode)
+    stacked = jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *[pol.params for pol in policies])
+    rows = evaluator.seeds_stacked(stacked)
+    return {n: np.array([r[f"eval/{n}/vs_eft_mean_response"] for r in rows]) for n in p.eval_servers}
+
+
+def heuristic_scores(p: StudyPreset, base) -> dict[str, dict[int, float]]:
+    """FATE-lite's and round-robin's scores (ratio to EFT, mean over the same test episodes)."""
+    from envs import make_params
+    from jaxsched import baselines
+    from jaxsched.evaluation import eval_config, run_jax_policies
+
+    pols = {"eft": baselines.earliest_finish, "fate_lite": baselines.fate_lite, "round_robin": baselines.round_robin}
+    out: dict = {"fate_lite": {}, "round_robin": {}}
+    for n in p.eval_servers:
+        res = run_jax_policies(pols, make_params(eval_config(n, base)), p.test_episodes, TEST.first_episode)
+        for name in out:
+            out[name][n] = float(np.mean(res[name]["mean_response"] / np.maximum(res["eft"]["mean_response"], 1e-12)))
+    return out
+
+
+def probe(p: StudyPreset, policies) -> dict[int, dict[str, list[float]]]:
+    """The h-dependence probe of every seed at the train N and the primary N (test episodes)."""
+    from analysis.h_probe import h_dependence
+
+    sizes = sorted({p.train_servers, p.primary_n})
+    out = {n: {"changed_share": [], "policy_kl": []} for n in sizes}
+    base = policies[0].eval_env(TEST.workload_seed)
+    for pol in policies:
+        for row in h_dependence(pol.net, pol.params, sizes, p.probe_episodes, p.probe_decisions, base,
+                                first_episode=TEST.first_episode):
+            for k in ("changed_share", "policy_kl"):
+                out[row["servers"]][k].append(row[k])
+    return out
+
+
+def verdict(ci: list[float]) -> str:
+    """The protocol's reading of the primary interval."""
+    lo, hi = ci
+    if hi < 0:
+        if lo <= SCALE_EFFECT_PCT <= hi:
+            return "confirmed"
+        return "confirmed, larger" if hi < SCALE_EFFECT_PCT else "confirmed, smaller"
+    if lo > SCALE_EFFECT_PCT:
+        return "refuted"
+    return "open"
+
+
+def analyse(p: StudyPreset, scores: dict, heuristics: dict, reps: int) -> dict:
+    """Primary, secondaries (Holm), seed SDs: everything summary.json holds besides the probe."""
+    n48 = p.primary_n
+    primary = S.relative_change(scores["srr"][n48], scores[CONTROL][n48], reps=reps, seed=0)
+    tests = {}
+    for n in p.eval_servers:
+        if n not in (p.train_servers, n48):
+            tests[f"srr_vs_no_srr@{n}"] = S.relative_change(scores["srr"][n], scores[CONTROL][n], reps=reps, seed=1)
+    for v in ("log_n", "srr+log_n"):
+        tests[f"{v}_vs_no_srr@{n48}"] = S.relative_change(scores[v][n48], scores[CONTROL][n48], reps=reps, seed=2)
+    for v in VARIANTS:  # against the deterministic FATE-lite: only the variant's seeds vary
+        fate = heuristics["fate_lite"][n48]
+        tests[f"{v}_vs_fate_lite@{n48}"] = S.relative_change(scores[v][n48], np.full(2, fate), reps=reps, seed=3)
+    adjusted = S.holm({k: t["p_value"] for k, t in tests.items()})
+    for k, t in tests.items():
+        t["p_holm"] = adjusted[k]
+    return {
+        "primary": {"n": n48, **primary, "verdict": verdict(primary["ci95_pct"]), "scale_effect_pct": SCALE_EFFECT_PCT},
+        "secondary": tests,
+        "seed_sd_pct": {v: {str(n): S.seed_sd_pct(scores[v][n]) for n in p.eval_servers} for v in VARIANTS},
+        "iqm_score": {v: {str(n): S.iqm(scores[v][n]) for n in p.eval_servers} for v in VARIANTS},
+        "half_width_pct": float(np.diff(primary["ci95_pct"])[0] / 2),
+    }
+
+
+def report(p: StudyPreset, preset: str, summary: dict) -> str:
+    pr = summary["primary"]
+    lines = [f"# SCALE study ({preset} preset)", "",
+             f"Protocol: docs/analysis.md (pre-registered). {p.seeds} seeds per variant (seeds {p.first_seed}.."
+             f"{p.first_seed + p.seeds - 1}), trained at N={p.train_servers}, validated on bank "
+             f"{VALIDATION.workload_seed}, scored on {p.test_episodes} test episodes per N (bank {TEST.workload_seed}, "
+             f"keys from {TEST.first_episode}). Score: mean per-episode ratio of mean response time to EFT's.", "",
+             f"**Primary** (srr vs no_srr at N={pr['n']}): {pr['estimate_pct']:+.1f}% "
+             f"[{pr['ci95_pct'][0]:+.1f}, {pr['ci95_pct'][1]:+.1f}] (half-width {summary['half_width_pct']:.1f} points; "
+             f"target 4.45), {pr['method']}. Verdict against SCALE's {SCALE_EFFECT_PCT}%: **{pr['verdict']}**.", "",
+             "## IQM score and seed SD per N", "",
+             "| variant | " + " | ".join(f"N={n}" for n in p.eval_servers) + " |",
+             "|---|" + "---:|" * len(p.eval_servers)]
+    for v in VARIANTS:
+        cells = [f"{summary['iqm_score'][v][str(n)]:.3f} (sd {summary['seed_sd_pct'][v][str(n)]:.1f}%)"
+                 for n in p.eval_servers]
+        lines.append(f"| {v} | " + " | ".join(cells) + " |")
+    h = summary["heuristics"]
+    lines.append("| fate_lite | " + " | ".join(f"{h['fate_lite'][str(n)]:.3f}" for n in p.eval_servers) + " |")
+    lines += ["", "## Secondary endpoints (Holm over the family)", "", "| comparison | change % | 95% CI | p | p (Holm) |",
+              "|---|---:|---|---:|---:|"]
+    for k, t in summary["secondary"].items():
+        lines.append(f"| {k} | {t['estimate_pct']:+.1f} | [{t['ci95_pct'][0]:+.1f}, {t['ci95_pct'][1]:+.1f}] | "
+                     f"{t['p_value']:.3g} | {t['p_holm']:.3g} |")
+    lines += ["", "## How much decisions read h (mean ablation, IQM over seeds)", "", "| variant | N | changed share | policy KL |",
+              "|---|---:|---:|---:|"]
+    for v, by_n in summary["h_probe"].items():
+        for n, d in by_n.items():
+            lines.append(f"| {v} | {n} | {S.iqm(np.asarray(d['changed_share'])):.3f} | {S.iqm(np.asarray(d['policy_kl'])):.4f} |")
+    lines += ["", f"Wall time of this invocation: {summary['wall_s'] / 60:.1f} min.", ""]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(prog="python -m analysis.scale_study", description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", choices=list(PRESETS), default="cpu")
+    ap.add_argument("--out", required=True, help="output folder (re-run with the same one to resume)")
+    ap.add_argument("--wandb-mode", default="disabled", choices=("online", "offline", "disabled"))
+    a = ap.parse_args(argv)
+    try:
+        S._rliable()
+    except ImportError as e:
+        ap.error(str(e))
+    from train.policies import load_policies
+
+    p = PRESETS[a.preset]
+    t0 = time.time()
+    scores, per_seed, probes, policies = {}, {}, {}, {}
+    for v in VARIANTS:
+        run_dir = train_variant(p, v, a.out, a.wandb_mode)
+        policies[v] = load_policies(f"{v}={run_dir}:latest")
+        _check_variant(p, v, policies[v])
+    for v, pols in policies.items():
+        print(f"[scale_study] scoring {v} on the test split", file=sys.stderr, flush=True)
+        scores[v] = test_scores(p, pols)
+        per_seed[v] = {str(n): s.tolist() for n, s in scores[v].items()}
+        probes[v] = {str(n): d for n, d in probe(p, pols).items()}
+    heur = heuristic_scores(p, policies[CONTROL][0].eval_env(TEST.workload_seed))
+    summary = {"protocol": "docs/analysis.md#the-scale-study-protocol-pre-registered-v1-2026-12-01", "preset": a.preset,
+               "study": asdict(p), "seeds_per_variant": p.seeds, "train_workload_seed": 0,
+               "validation_workload_seed": VALIDATION.workload_seed, "test_workload_seed": TEST.workload_seed,
+               "test_first_episode": TEST.first_episode, **analyse(p, scores, heur, p.reps),
+               "heuristics": {k: {str(n): v for n, v in d.items()} for k, d in heur.items()}, "h_probe": probes}
+    summary["wall_s"] = time.time() - t0
+    os.makedirs(a.out, exist_ok=True)
+    atomic_write_json(os.path.join(a.out, "per_seed.json"), per_seed)
+    atomic_write_json(os.path.join(a.out, "summary.json"), summary)
+    atomic_write_text(os.path.join(a.out, "report.md"), report(p, a.preset, summary))
+    pr = summary["primary"]
+    print(f"primary: srr vs no_srr at N={pr['n']}: {pr['estimate_pct']:+.1f}% [{pr['ci95_pct'][0]:+.1f}, "
+          f"{pr['ci95_pct'][1]:+.1f}] ({pr['verdict']}); wrote {a.out}/summary.json, per_seed.json, report.md")
+    return summary
+
+
+if __name__ == "__main__":
+    main()
