@@ -38,7 +38,7 @@ from envs.workload import WorkflowSpec
 
 __all__ = [
     "DECISION_FIELDS", "SUMMARY_FIELDS", "TOP_LEVEL_FIELDS", "check_trace", "episode_trace", "load_trace",
-    "main", "record_episode", "registered_policies", "resolve_policy", "resimulate", "resimulate_decisions", "trace_instance",
+    "main", "record_episode", "registered_policies", "report", "resolve_policy", "resimulate", "resimulate_decisions", "trace_instance",
 ]
 
 TOP_LEVEL_FIELDS = ("spec_version", "gpus", "models", "constants", "servers", "workflows", "decisions", "summary")
@@ -474,7 +474,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Record a baseline's episode as a JSON schedule trace, draw its Gantt chart, or "
                     "re-simulate a trace on the reference simulator.")
     p.add_argument("--policy", metavar="NAME", help="policy to record: a registered name (random, round_robin, "
-                   "least_loaded, jsq, eft, residency_first, locality_first, fate_lite) or module:function")
+                   "least_loaded, jsq, eft, residency_first, locality_first, fate_lite) or module:function; "
+                   "a trained checkpoint: python -m train.trace --checkpoint DIR")
     p.add_argument("--servers", type=int, default=None, metavar="N", help="active servers (default 16, or len(--gpus))")
     p.add_argument("--gpus", metavar="G1,G2,...", help="the cluster, one GPU type per server (catalog names, e.g. "
                    "H100,H100,A100,L4); default: sampled by --gpu-mix")
@@ -540,6 +541,9 @@ def main(argv=None) -> int:
         if not args.out:
             p.error("--out FILE.json is required to record an episode")
         config = _record_config(args, p)
+        if os.path.isdir(args.policy):
+            p.error(f"--policy: {args.policy} is a directory; record a trained run with "
+                    f"python -m train.trace --checkpoint {args.policy} --out {args.out}")
         try:
             policy = resolve_policy(args.policy)
         except ValueError as e:
@@ -550,8 +554,17 @@ def main(argv=None) -> int:
         except OSError as e:
             p.error(f"--out: cannot write {args.out}: {e.strerror or e}")
         label, path = f"{args.policy} seed={args.seed}", args.out
+    code = report(trace, label, path, check=args.check, gantt=args.gantt, error=p.error)
+    if not args.from_trace:
+        print(f"trace: {args.out}")
+    return code
+
+
+def report(trace: dict, label: str, path: str, *, check: bool, gantt: str | None, error) -> int:
+    """The CLI's tail, shared with `train.trace`: the summary line, the optional re-simulation check
+    (exit code 1 when it fails) and Gantt chart; `error(msg)` reports an unwritable chart."""
     print(_summary_line(label, trace))
-    if args.check:
+    if check:
         try:
             ref = check_trace(trace, path=path)
         except ValueError as e:
@@ -560,16 +573,14 @@ def main(argv=None) -> int:
         print(f"check ok: the reference simulator reproduces every decision and the summary "
               f"(mean {ref['mean_response']:.3f} s, P95 {ref['p95_response']:.3f} s, "
               f"makespan {ref['makespan']:.3f} s)")
-    if args.gantt:
+    if gantt:
         from envs.viewer import plot_gantt
 
         try:
-            plot_gantt(trace, args.gantt, title=label)
+            plot_gantt(trace, gantt, title=label)
         except OSError as e:
-            p.error(f"--gantt: cannot write {args.gantt}: {e.strerror or e}")
-        print(f"gantt: {args.gantt}")
-    if not args.from_trace:
-        print(f"trace: {args.out}")
+            error(f"--gantt: cannot write {gantt}: {e.strerror or e}")
+        print(f"gantt: {gantt}")
     return 0
 
 

@@ -105,8 +105,16 @@ def resolve_policies(names: Sequence[str], fate_cp_options: dict | None = None) 
             fate_cp.require_ortools()
             opts = dict(fate_cp_options or {})
             out.host[name] = lambda opts=opts: fate_cp.FateCP(fate_cp.FateCPConfig(**opts))
+        elif ":" in name:  # your own jittable policy(key, obs) -> server, as envs.trace takes it
+            from envs.trace import resolve_policy
+
+            try:
+                out.jax[name] = resolve_policy(name)
+            except ValueError as e:
+                raise ValueError(f"--policies: {e}") from None
         else:
-            raise ValueError(f"--policies: unknown policy {name!r}; choose from {', '.join(known_policies())}")
+            raise ValueError(f"--policies: unknown policy {name!r}; choose from {', '.join(known_policies())}, "
+                             "or give module:function")
     return out
 
 

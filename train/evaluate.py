@@ -41,7 +41,8 @@ def _world_key(config) -> tuple:
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m train.evaluate", description=__doc__.splitlines()[0])
     ap.add_argument("--policies", default=",".join(baselines.BASELINES),
-                    help=f"comma-separated, from: {', '.join(known_policies())}")
+                    help=f"comma-separated, from: {', '.join(known_policies())}; or module:function, "
+                         "a jittable policy(key, obs) -> server of your own")
     ap.add_argument("--servers", default=None, help=f"cluster sizes, e.g. 8,16,32 (default {','.join(map(str, DEFAULT_SERVERS))}, "
                     "or the length of --gpus)")
     ap.add_argument("--seeds", type=int, default=10)

@@ -91,6 +91,7 @@ def test_cli_json_csv_and_plot(tmp_path, capsys):
 
 @pytest.mark.parametrize("args, message", [
     (["--policies", "eft,fifo"], "unknown policy 'fifo'"),
+    (["--policies", "eft,nosuchmod:policy"], "--policies: policy: cannot load 'nosuchmod:policy'"),
     (["--servers", "8,x"], "--servers: expected a comma-separated list"),
     (["--servers", "0,8"], "--servers: cluster sizes must be >= 1"),
     (["--servers", "8,8"], "--servers: duplicate"),
@@ -102,6 +103,16 @@ def test_bad_arguments_name_what_is_wrong(args, message, capsys):
         E.main(args)
     assert e.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_cli_takes_your_own_policy_as_module_function(capsys):
+    """`--policies module:function` evaluates your jittable policy beside the baselines: EFT named by its
+    import path gives EFT's rows, on the same episodes."""
+    rows = E.main(["--policies", "eft,jaxsched.baselines:earliest_finish,round_robin", "--servers", "4",
+                   "--seeds", "2", "--json"])
+    by = {r["policy"]: r for r in rows}
+    assert by["jaxsched.baselines:earliest_finish"]["mean_response"] == by["eft"]["mean_response"]
+    assert by["round_robin"]["mean_response"] != by["eft"]["mean_response"]
 
 
 def test_cli_takes_workflow_files_a_gpu_list_a_mix_and_a_catalog(tmp_path, capsys):

@@ -119,6 +119,54 @@ def test_evaluate_refuses_to_report_a_checkpoint_on_episodes_that_chose_it(strai
     assert e.value.code == 2 and message in err and "Traceback" not in err
 
 
+def test_trace_records_a_checkpoint_that_the_reference_reproduces(straight, tmp_path, capsys):
+    from envs import trace as T
+    from train.policies import load_policy
+    from train.trace import checkpoint_world
+    from train.trace import main as trace_main
+
+    out, gantt = tmp_path / "t.json", tmp_path / "g.png"
+    assert trace_main(["--checkpoint", straight["run_dir"], "--servers", "6", "--seed", "3", "--out", str(out),
+                       "--gantt", str(gantt), "--check"]) == 0
+    text = capsys.readouterr().out
+    assert "check ok" in text and "(the test bank)" in text and gantt.exists()
+    trace = json.loads(out.read_text())
+    assert len(trace["servers"]) == 6 and len(trace["workflows"]) == 24
+    # the greedy trained policy made these decisions, not a baseline: the same episode under the policy's
+    # own jitted runner, and a different one under EFT
+    loaded = load_policy(straight["run_dir"])
+    config = checkpoint_world(loaded, servers=6)
+    again = T.record_episode(config, loaded.greedy(), 3)
+    assert [d["server"] for d in again["decisions"]] == [d["server"] for d in trace["decisions"]]
+    assert config.workload_seed == 3  # the test bank
+    assert T.record_episode(config, "round_robin", 3)["decisions"] != trace["decisions"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--checkpoint", "/nonexistent/run"], "does not exist"),
+    (["--servers", "0"], "--servers: must be >= 1"),
+    (["--gpus", "H100,B999"], "--gpus"),
+    (["--gpus", "H100,L4", "--servers", "3"], "--gpus lists 2 GPUs but --servers is 3"),
+])
+def test_trace_of_a_checkpoint_rejects_bad_options_in_one_line(straight, tmp_path, args, message, capsys):
+    from train.trace import main as trace_main
+
+    argv = ["--checkpoint", straight["run_dir"], "--out", str(tmp_path / "t.json"), *args]
+    with pytest.raises(SystemExit) as e:
+        trace_main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and message in err and "Traceback" not in err
+    assert not (tmp_path / "t.json").exists()
+
+
+def test_envs_trace_points_a_run_directory_to_train_trace(straight, capsys):
+    from envs.trace import main as trace_main
+
+    with pytest.raises(SystemExit) as e:
+        trace_main(["--policy", straight["run_dir"], "--out", "t.json"])
+    assert e.value.code == 2 and "python -m train.trace --checkpoint" in capsys.readouterr().err
+
+
 def test_a_format_2_checkpoint_config_reads_as_the_v1_architecture():
     from train.checkpoint import FORMAT_KEY, _check_format
 
@@ -179,6 +227,14 @@ def test_training_on_workflow_files_with_a_gpu_mix_evaluates_in_the_same_world(t
                    "--json"])
     np.testing.assert_allclose(next(r for r in rows if r["policy"] == "wf")["mean_response"],
                                on_test(out["run_dir"])["eval/4/mean_response"], rtol=1e-4)
+    # a trace of the checkpoint plays that world too: its workflow file, its GPU mix
+    from train.trace import main as trace_main
+
+    assert trace_main(["--checkpoint", out["run_dir"], "--servers", "4", "--out", str(tmp_path / "t.json"),
+                       "--check"]) == 0
+    trace = json.loads((tmp_path / "t.json").read_text())
+    assert {len(w["tasks"]) for w in trace["workflows"]} == {24}
+    assert {s["gpu"] for s in trace["servers"]} <= {"H100", "L4"}
     capsys.readouterr()
     with pytest.raises(SystemExit) as e:
         run(TINY + [f"--workflows={wf}"])  # 24 tasks, max_tasks 16
