@@ -42,10 +42,11 @@ def _episode_lengths(env_params, keys):
 
 
 @cache
-def _collector(net, decisions: int, steps: int, ablate: bool = False):
+def _collector(net, decisions: int, steps: int, ablate: bool = False, behaviour=None):
     """One compiled program per (architecture, sample size, episode length): parameters and the
     environment are arguments, so checkpoints of one architecture share it at every N of a shape.
-    With `ablate`, each record also holds the masked logits with h replaced by `h_mean`."""
+    With `ablate`, each record also holds the masked logits with h replaced by `h_mean`. With a
+    `behaviour` policy(key, obs) -> server, that policy acts and the network only reads its states."""
 
     def episode(params, env_params, key, h_mean):
         k_reset, _ = jax.random.split(key)
@@ -75,7 +76,7 @@ def _collector(net, decisions: int, steps: int, ablate: bool = False):
             slot = jnp.minimum(nxt, decisions - 1)
             hit = (nxt < decisions) & (t == at[slot])
             buf = jax.tree.map(lambda b, v: b.at[slot].set(jnp.where(hit, v, b[slot])), buf, rec)
-            action = jnp.argmax(logits).astype(jnp.int32)
+            action = (jnp.argmax(logits) if behaviour is None else behaviour(key, obs)).astype(jnp.int32)
             obs, state, _, _, _ = step(key, state, action, env_params)
             return (obs, state, nxt + hit.astype(jnp.int32), buf), None
 
@@ -86,11 +87,14 @@ def _collector(net, decisions: int, steps: int, ablate: bool = False):
 
 
 def collect(net, params, sizes, seeds: int = 8, decisions: int = 256, base: EnvConfig | None = None,
-            first_seed: int = 0, h_mean: dict | None = None) -> dict:
+            first_seed: int = 0, h_mean: dict | None = None, behaviour=None) -> dict:
     """N -> {h, attention, logits, n_allowed, episode} over episodes first_seed .. first_seed+seeds-1.
 
     `h_mean` (N -> [d]) adds `ablated_logits`: the same decisions' logits with h replaced by that
-    vector (the trajectory stays the policy's own: actions follow the real logits)."""
+    vector (the trajectory stays the policy's own: actions follow the real logits). `behaviour` (a
+    jittable policy(key, obs) -> server, e.g. `jaxsched.baselines.earliest_finish`) plays the episodes
+    instead of the network, so every network is read on the same states: what then differs between
+    networks, or between N, is representation, not the states a policy steers itself into."""
     out = {}
     keys = episode_keys(seeds, first_seed)
     for n in sizes:
@@ -98,7 +102,8 @@ def collect(net, params, sizes, seeds: int = 8, decisions: int = 256, base: EnvC
         steps = int(np.max(jax.device_get(_episode_lengths(env_params, keys))))
         ablate = h_mean is not None
         mean = jnp.asarray(h_mean[int(n)]) if ablate else jnp.zeros(())
-        buf, valid = jax.device_get(_collector(net, int(decisions), steps, ablate)(params, env_params, keys, mean))
+        run = _collector(net, int(decisions), steps, ablate, behaviour)
+        buf, valid = jax.device_get(run(params, env_params, keys, mean))
         valid = np.asarray(valid).reshape(-1)
         rec = {k: np.asarray(v).reshape((-1,) + np.asarray(v).shape[2:])[valid] for k, v in buf.items()}
         rec["episode"] = np.repeat(np.arange(first_seed, first_seed + seeds), decisions)[valid]

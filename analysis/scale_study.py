@@ -14,8 +14,11 @@ runs it and nothing else:
    bootstrap interval over seeds) and the Holm-corrected secondaries
    (`analysis.study`), each variant's seed SD, and the h-dependence probe
    per seed at the train N and N=48;
-4. `summary.json` (the fields the protocol names), `per_seed.json` and
-   `report.md`, written atomically.
+4. the shift of h with N for every seed on two state sets (the policy's own
+   rollouts, and EFT's states, the same for every policy), IQM over seeds with
+   intervals, and the across-seed Spearman correlation of shift and loss;
+5. `summary.json` (the fields the protocol names), `per_seed.json`,
+   `shift_per_seed.json` and `report.md`, written atomically.
 
     python -m analysis.scale_study --preset tiny --out results/study-tiny   # minutes: checks the pipeline
     python -m analysis.scale_study --preset cpu  --out results/study-cpu    # the 2-core CPU, about 2 h
@@ -128,6 +131,9 @@ def _check_variant(p: StudyPreset, variant: str, policies) -> None:
                          f"({what}); use another --out or delete that run")
 
 
+_EVALUATORS: dict = {}  # (net, sizes, episodes, world) -> PolicyEvaluator, for the process
+
+
 def test_scores(p: StudyPreset, policies) -> dict[int, np.ndarray]:
     """N -> [seeds] test-split scores (mean per-episode ratio of mean response to EFT's), final parameters."""
     import jax
@@ -135,7 +141,11 @@ def test_scores(p: StudyPreset, policies) -> dict[int, np.ndarray]:
     from train.policy_eval import PolicyEvaluator
 
     base = policies[0].eval_env(TEST.workload_seed)
-    evaluator = PolicyEvaluator(policies[0].net, p.eval_servers, p.test_episodes, base, first_episode=TEST.first_episode)
+    key = (policies[0].net, p.eval_servers, p.test_episodes, base)
+    if key not in _EVALUATORS:  # variants of one architecture (srr and no_srr) share the compiled program
+        _EVALUATORS[key] = PolicyEvaluator(policies[0].net, p.eval_servers, p.test_episodes, base,
+                                           first_episode=TEST.first_episode)
+    evaluator = _EVALUATORS[key]
     stacked = jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *[pol.params for pol in policies])
     rows = evaluator.seeds_stacked(stacked)
     return {n: np.array([r[f"eval/{n}/vs_eft_mean_response"] for r in rows]) for n in p.eval_servers}
@@ -168,6 +178,56 @@ def probe(p: StudyPreset, policies) -> dict[int, dict[str, list[float]]]:
                                 first_episode=TEST.first_episode):
             for k in ("changed_share", "policy_kl"):
                 out[row["servers"]][k].append(row[k])
+    return out
+
+
+SHIFT_STATS = ("frechet_standardized", "mmd2", "kl_per_dim", "offdiag_correlation")
+STATE_SETS = ("own", "eft")  # each policy's own greedy rollouts; EFT's states, the same for every policy
+
+
+def shift_per_seed(p: StudyPreset, policies) -> dict[str, dict[int, dict[str, list[float]]]]:
+    """State set -> N -> statistic -> one value per seed: h at N against the same seed's h at the train N
+    (standardized Fréchet, MMD² at the reference's median bandwidth), h's KL to N(0, I) per dimension and
+    mean |correlation|, on test episodes. On EFT's states every network reads the same decisions, so a
+    change with N there is the representation's; on the policy's own states it is also the states'."""
+    from analysis import stats as A
+    from analysis.collect import collect
+    from jaxsched.baselines import earliest_finish
+
+    behaviours = {"own": None, "eft": earliest_finish}
+    base = policies[0].eval_env(TEST.workload_seed)
+    out = {s: {n: {k: [] for k in SHIFT_STATS} for n in p.eval_servers} for s in STATE_SETS}
+    for pol in policies:
+        for name in STATE_SETS:
+            rec = collect(pol.net, pol.params, p.eval_servers, p.probe_episodes, p.probe_decisions, base,
+                          first_seed=TEST.first_episode, behaviour=behaviours[name])
+            ref = rec[p.train_servers]["h"]
+            bandwidth = A.median_bandwidth(ref)
+            for n in p.eval_servers:
+                h, row = rec[n]["h"], out[name][n]
+                row["frechet_standardized"].append(A.frechet_distance(A.standardize(h, ref), A.standardize(ref, ref)))
+                row["mmd2"].append(A.mmd2(h, ref, bandwidth=bandwidth))
+                row["kl_per_dim"].append(A.gaussian_kl_to_standard(h) / h.shape[1])
+                row["offdiag_correlation"].append(A.offdiag_correlation(h))
+    return out
+
+
+def shift_summary(p: StudyPreset, shifts: dict, scores: dict, reps: int) -> dict:
+    """Variant -> state set -> N -> each statistic's IQM over seeds with a bootstrap interval, and (N other
+    than the train N) the across-seed Spearman correlation of the seed's shift with its performance loss
+    at N (score at N / score at the train N; higher is worse), with a bootstrap interval."""
+    out: dict = {}
+    for v, by_set in shifts.items():
+        out[v] = {}
+        for name, by_n in by_set.items():
+            out[v][name] = {}
+            for n, stats in by_n.items():
+                entry = {k: S.iqm_interval(vals, reps=reps, seed=5) for k, vals in stats.items()}
+                if n != p.train_servers:
+                    loss = np.asarray(scores[v][n]) / np.asarray(scores[v][p.train_servers])
+                    entry["spearman_with_loss"] = {k: S.spearman_interval(stats[k], loss, reps=reps, seed=6)
+                                                   for k in ("frechet_standardized", "mmd2")}
+                out[v][name][str(n)] = entry
     return out
 
 
@@ -237,6 +297,23 @@ def report(p: StudyPreset, preset: str, summary: dict) -> str:
     for v, by_n in summary["h_probe"].items():
         for n, d in by_n.items():
             lines.append(f"| {v} | {n} | {S.iqm(np.asarray(d['changed_share'])):.3f} | {S.iqm(np.asarray(d['policy_kl'])):.4f} |")
+    lines += ["", "## Shift of h with N (IQM over seeds [95% CI]; Spearman over seeds of the shift with the loss)", "",
+              "Against each seed's own h at the train N. *own*: each policy's greedy rollouts; *eft*: EFT's states, "
+              "the same for every policy (the representation's part of the shift). Loss: score at N / score at the "
+              "train N.", "",
+              "| variant | states | N | Fréchet (std.) | MMD² | KL per dim | mean abs corr | Spearman(Fréchet, loss) |",
+              "|---|---|---:|---|---|---|---|---|"]
+
+    def cell(d, fmt=".3f"):
+        return f"{d['iqm']:{fmt}} [{d['ci95'][0]:{fmt}}, {d['ci95'][1]:{fmt}}]"
+
+    for v, by_set in summary["shift"].items():
+        for name, by_n in by_set.items():
+            for n, e in by_n.items():
+                sp = e.get("spearman_with_loss", {}).get("frechet_standardized")
+                rho = f"{sp['rho']:+.2f} [{sp['ci95'][0]:+.2f}, {sp['ci95'][1]:+.2f}]" if sp else "–"
+                lines.append(f"| {v} | {name} | {n} | {cell(e['frechet_standardized'])} | {cell(e['mmd2'], '.4f')} | "
+                             f"{cell(e['kl_per_dim'])} | {cell(e['offdiag_correlation'])} | {rho} |")
     lines += ["", f"Wall time of this invocation: {summary['wall_s'] / 60:.1f} min.", ""]
     return "\n".join(lines)
 
@@ -255,7 +332,7 @@ def main(argv=None) -> dict:
 
     p = PRESETS[a.preset]
     t0 = time.time()
-    scores, per_seed, probes, policies = {}, {}, {}, {}
+    scores, per_seed, probes, policies, shifts = {}, {}, {}, {}, {}
     for v in VARIANTS:
         run_dir = train_variant(p, v, a.out, a.wandb_mode)
         policies[v] = load_policies(f"{v}={run_dir}:latest")
@@ -265,15 +342,21 @@ def main(argv=None) -> dict:
         scores[v] = test_scores(p, pols)
         per_seed[v] = {str(n): s.tolist() for n, s in scores[v].items()}
         probes[v] = {str(n): d for n, d in probe(p, pols).items()}
+        print(f"[scale_study] shift of h for {v} (own and EFT states)", file=sys.stderr, flush=True)
+        shifts[v] = shift_per_seed(p, pols)
     heur = heuristic_scores(p, policies[CONTROL][0].eval_env(TEST.workload_seed))
     summary = {"protocol": "docs/analysis.md#the-scale-study-protocol-pre-registered-v1-2026-12-01", "preset": a.preset,
                "study": asdict(p), "seeds_per_variant": p.seeds, "train_workload_seed": 0,
                "validation_workload_seed": VALIDATION.workload_seed, "test_workload_seed": TEST.workload_seed,
                "test_first_episode": TEST.first_episode, **analyse(p, scores, heur, p.reps),
-               "heuristics": {k: {str(n): v for n, v in d.items()} for k, d in heur.items()}, "h_probe": probes}
+               "heuristics": {k: {str(n): v for n, v in d.items()} for k, d in heur.items()}, "h_probe": probes,
+               "shift": shift_summary(p, shifts, scores, p.reps)}
     summary["wall_s"] = time.time() - t0
     os.makedirs(a.out, exist_ok=True)
     atomic_write_json(os.path.join(a.out, "per_seed.json"), per_seed)
+    atomic_write_json(os.path.join(a.out, "shift_per_seed.json"),
+                      {v: {s: {str(n): d for n, d in by_n.items()} for s, by_n in by_set.items()}
+                       for v, by_set in shifts.items()})
     atomic_write_json(os.path.join(a.out, "summary.json"), summary)
     atomic_write_text(os.path.join(a.out, "report.md"), report(p, a.preset, summary))
     pr = summary["primary"]

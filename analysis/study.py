@@ -203,6 +203,48 @@ def holm(p_values: Mapping[str, float]) -> dict[str, float]:
     return {k: float(v) for k, v in zip(names, out)}
 
 
+def iqm_interval(x, reps: int = 10000, seed: int = 0, confidence: float = 0.95) -> dict:
+    """IQM of one variant's per-seed values with a percentile bootstrap interval over seeds (seeds
+    resampled with replacement; numpy.random.default_rng(seed)): {iqm, ci95: [lo, hi], seeds}."""
+    a = _scores(x, "x")
+    rng = np.random.default_rng(seed)
+    boot = _iqm_sorted(a[rng.integers(0, a.size, size=(int(reps), a.size))])
+    q = (1.0 - confidence) / 2.0
+    lo, hi = np.quantile(boot, [q, 1.0 - q])
+    return {"iqm": float(_iqm_sorted(a)), "ci95": [float(lo), float(hi)], "seeds": int(a.size)}
+
+
+def _ranks(a: np.ndarray) -> np.ndarray:
+    """Average ranks (ties share their mean rank) along the last axis."""
+    from scipy.stats import rankdata
+
+    return rankdata(a, axis=-1)
+
+
+def _pearson_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    x = x - x.mean(axis=-1, keepdims=True)
+    y = y - y.mean(axis=-1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (x * y).sum(-1) / np.sqrt((x * x).sum(-1) * (y * y).sum(-1))
+
+
+def spearman_interval(x, y, reps: int = 10000, seed: int = 0, confidence: float = 0.95) -> dict:
+    """Spearman's rank correlation between two per-seed quantities (x[i], y[i] from seed i) with a
+    percentile bootstrap interval over seeds (pairs resampled together). Replicates where either
+    side is constant have no correlation and are left out; `reps_used` says how many remained."""
+    a, b = _scores(x, "x", min_seeds=3), _scores(y, "y", min_seeds=3)
+    if a.size != b.size:
+        raise ValueError(f"x and y: one value per seed each, got {a.size} and {b.size}")
+    rho = float(_pearson_rows(_ranks(a), _ranks(b)))
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, a.size, size=(int(reps), a.size))
+    boot = _pearson_rows(_ranks(a[idx]), _ranks(b[idx]))
+    boot = boot[np.isfinite(boot)]
+    q = (1.0 - confidence) / 2.0
+    lo, hi = (np.quantile(boot, [q, 1.0 - q]) if boot.size else (np.nan, np.nan))
+    return {"rho": rho, "ci95": [float(lo), float(hi)], "seeds": int(a.size), "reps_used": int(boot.size)}
+
+
 def seed_sd_pct(scores) -> float:
     """Sample SD (ddof=1) of per-seed scores as a percent of their mean: the input of the sample-size formulas."""
     a = _scores(scores, "scores")

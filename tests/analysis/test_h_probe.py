@@ -47,3 +47,28 @@ def test_kl_ignores_masked_servers():
     a = np.exp([0.0, 1.0]) / np.exp([0.0, 1.0]).sum()
     b = np.exp([1.0, 0.0]) / np.exp([1.0, 0.0]).sum()
     assert _kl_rows(p[:1], r)[0] == pytest.approx(float(np.sum(a * np.log(a / b))))
+
+
+def test_a_behaviour_policy_plays_the_states_and_the_network_only_reads_them():
+    """collect(behaviour=...): the greedy policy as behaviour reproduces the network's own rollout exactly;
+    with EFT acting, two different networks are read on the very same decisions."""
+    from analysis.collect import collect
+    from jaxsched.baselines import earliest_finish
+    from jaxsched.policy import greedy_policy
+
+    net, params = init(CFG)
+    other = SchedulerNet(CFG).init(jax.random.PRNGKey(8), reset(jax.random.PRNGKey(0), make_params(eval_config(4, BASE)))[0])
+    own = collect(net, params, [4], seeds=2, decisions=16, base=BASE)[4]
+    again = collect(net, params, [4], seeds=2, decisions=16, base=BASE, behaviour=greedy_policy(net, params))[4]
+    for k in own:  # the same decisions (params as constants fold differently in the last float bits)
+        np.testing.assert_allclose(own[k], again[k], rtol=1e-5, atol=1e-6, err_msg=k)
+    a = collect(net, params, [4], seeds=2, decisions=16, base=BASE, behaviour=earliest_finish)[4]
+    b = collect(net, other, [4], seeds=2, decisions=16, base=BASE, behaviour=earliest_finish)[4]
+    own_b = collect(net, other, [4], seeds=2, decisions=16, base=BASE)[4]
+    # the same states: which servers each decision may use is the same; the networks' h is not
+    np.testing.assert_array_equal(a["n_allowed"], b["n_allowed"])
+    np.testing.assert_array_equal(np.isfinite(a["logits"]), np.isfinite(b["logits"]))
+    assert not np.allclose(a["h"], b["h"])
+    # while each network's own rollout goes elsewhere
+    assert not np.array_equal(np.isfinite(own["logits"]), np.isfinite(own_b["logits"])) or \
+        not np.array_equal(own["n_allowed"], own_b["n_allowed"]) or not np.array_equal(own["h"], a["h"])

@@ -151,7 +151,7 @@ def test_notebooks_run(tiny, notebook, env_var, target, monkeypatch):
 
 def test_paired_ipynb_files_match_the_py_sources():
     jupytext = pytest.importorskip("jupytext")
-    for name in ("feature_shift", "policy_comparison"):
+    for name in ("feature_shift", "policy_comparison", "scale_study"):
         py = jupytext.read(os.path.join(ROOT, "analysis", "notebooks", f"{name}.py"))
         nb = jupytext.read(os.path.join(ROOT, "analysis", "notebooks", f"{name}.ipynb"))
         assert [c.source for c in py.cells] == [c.source for c in nb.cells]

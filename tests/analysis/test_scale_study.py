@@ -2,12 +2,15 @@
 the tiny preset end to end with resume."""
 
 import json
+import pathlib
 
 import numpy as np
 import pytest
 
 from analysis import scale_study as SS
 from jaxsched.evaluation import TEST, VALIDATION
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("ci, verdict", [
@@ -47,7 +50,7 @@ def test_analyse_recovers_a_known_effect_on_synthetic_scores():
 
 
 @pytest.mark.slow
-def test_the_tiny_study_end_to_end(tmp_path):
+def test_the_tiny_study_end_to_end(tmp_path, monkeypatch):
     out = tmp_path / "study"
     summary = SS.main(["--preset", "tiny", "--out", str(out)])
     for key in ("seeds_per_variant", "validation_workload_seed", "test_workload_seed", "primary"):
@@ -59,7 +62,19 @@ def test_the_tiny_study_end_to_end(tmp_path):
     assert on_disk["primary"] == json.loads(json.dumps(pr))
     per_seed = json.loads((out / "per_seed.json").read_text())
     assert set(per_seed) == set(SS.VARIANTS) and all(len(v["8"]) == 3 for v in per_seed.values())
-    assert "Verdict" in (out / "report.md").read_text()
+    assert "Verdict" in (out / "report.md").read_text() and "Shift of h with N" in (out / "report.md").read_text()
+    shift = json.loads((out / "shift_per_seed.json").read_text())
+    assert set(shift) == set(SS.VARIANTS) and all(len(shift[v]["eft"]["8"]["mmd2"]) == 3 for v in shift)
+    assert "spearman_with_loss" in summary["shift"]["srr"]["own"]["8"]
+    # the study notebook runs on these results (the committed .ipynb is executed on the committed study)
+    from analysis.execute_notebook import execute
+
+    pytest.importorskip("jupytext"), pytest.importorskip("nbclient")
+    monkeypatch.setenv("JAXSCHED_STUDY", str(out))
+    nb = execute(str(ROOT / "analysis" / "notebooks" / "scale_study.py"), out=str(tmp_path / "study.ipynb"))
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    assert sum(o.get("output_type") == "display_data" for o in outputs) >= 4  # the four figures
     # every variant's runs count as finished (the same command would reuse them, not retrain) ...
     assert all(SS._finished(str(out / "runs" / v)) for v in SS.VARIANTS)
     # ... and a run of another variant found under a variant's name is refused, not reused
@@ -69,3 +84,47 @@ def test_the_tiny_study_end_to_end(tmp_path):
     with pytest.raises(SystemExit, match="other settings"):
         SS._check_variant(SS.PRESETS["tiny"], "srr", no_srr)
     SS._check_variant(SS.PRESETS["tiny"], "no_srr", no_srr)
+
+
+def test_shift_per_seed_and_its_summary_on_untrained_networks():
+    """Both state sets at every N, zero shift at the train N, and Spearman only where there is a loss."""
+    import types
+
+    import jax
+
+    from envs import EnvConfig, make_params, reset
+    from jaxsched.evaluation import eval_config
+    from jaxsched.policy import PolicyConfig, SchedulerNet
+
+    p = SS.StudyPreset("cpu-quick", 4, (4, 6), 6, seeds=3, first_seed=0, test_episodes=2, probe_episodes=2,
+                       probe_decisions=16, reps=200)
+    net = SchedulerNet(PolicyConfig(embed_dim=16, num_heads=2, hidden=32, gnn_layers=1))
+    obs, _ = reset(jax.random.PRNGKey(0), make_params(eval_config(4, EnvConfig())))
+    pols = [types.SimpleNamespace(net=net, params=net.init(jax.random.PRNGKey(s), obs),
+                                  eval_env=lambda seed: EnvConfig(workload_seed=seed)) for s in range(3)]
+    shifts = SS.shift_per_seed(p, pols)
+    assert set(shifts) == set(SS.STATE_SETS)
+    for name in SS.STATE_SETS:
+        at_train, at_6 = shifts[name][4], shifts[name][6]
+        assert all(len(v) == 3 for v in at_6.values()) and set(at_6) == set(SS.SHIFT_STATS)
+        assert at_train["frechet_standardized"] == pytest.approx([0.0] * 3, abs=1e-6)
+        # the unbiased MMD² of a sample with itself is slightly below 0; another N's sample lies above it
+        assert all(a < b for a, b in zip(at_train["mmd2"], at_6["mmd2"], strict=True)) and max(at_train["mmd2"]) <= 0
+        assert min(at_6["frechet_standardized"]) > 0
+    scores = {"no_srr": {4: np.array([1.0, 1.1, 0.9]), 6: np.array([1.2, 1.1, 1.0])}}
+    out = SS.shift_summary(p, {"no_srr": shifts}, scores, reps=200)
+    e6, e4 = out["no_srr"]["eft"]["6"], out["no_srr"]["eft"]["4"]
+    assert "spearman_with_loss" not in e4 and -1 <= e6["spearman_with_loss"]["mmd2"]["rho"] <= 1
+    assert e6["kl_per_dim"]["ci95"][0] <= e6["kl_per_dim"]["iqm"] <= e6["kl_per_dim"]["ci95"][1]
+
+
+def test_the_study_notebook_without_results_says_what_to_run(tmp_path, monkeypatch, capsys):
+    from analysis.execute_notebook import main
+
+    pytest.importorskip("jupytext"), pytest.importorskip("nbclient")
+    monkeypatch.setenv("JAXSCHED_STUDY", str(tmp_path / "none"))
+    with pytest.raises(SystemExit) as e:
+        main([str(ROOT / "analysis" / "notebooks" / "scale_study.py"), "--out", str(tmp_path / "nb.ipynb")])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and not (tmp_path / "nb.ipynb").exists()
+    assert "SystemExit: " in err and "no summary.json; run python -m analysis.scale_study" in err and "\x1b" not in err

@@ -233,3 +233,31 @@ def test_the_default_efficiency_is_that_of_the_25pct_trimmed_mean():
     inner, _ = integrate.quad(lambda x: x * x * norm.pdf(x), -c, c)
     var_trimmed = (inner + 2 * 0.25 * c * c) / (1 - 2 * 0.25) ** 2
     assert 1 / var_trimmed == pytest.approx(S.IQM_EFFICIENCY, abs=0.005)
+
+
+def test_iqm_interval_brackets_the_iqm_and_narrows_with_more_seeds():
+    from scipy.stats import trim_mean
+
+    rng = np.random.default_rng(3)
+    few, many = rng.normal(1.0, 0.1, 8), rng.normal(1.0, 0.1, 128)
+    a, b = S.iqm_interval(few, reps=2000, seed=1), S.iqm_interval(many, reps=2000, seed=1)
+    assert a["iqm"] == pytest.approx(trim_mean(few, 0.25)) and a["seeds"] == 8
+    assert a["ci95"][0] <= a["iqm"] <= a["ci95"][1]
+    assert np.diff(b["ci95"])[0] < 0.5 * np.diff(a["ci95"])[0]
+    assert S.iqm_interval(few, reps=2000, seed=1) == a
+
+
+def test_spearman_interval_matches_scipy_and_tells_a_relation_from_none():
+    from scipy.stats import spearmanr
+
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=40)
+    related, unrelated = x + 0.3 * rng.normal(size=40), rng.normal(size=40)
+    r = S.spearman_interval(x, related, reps=2000)
+    assert r["rho"] == pytest.approx(spearmanr(x, related).statistic) and r["ci95"][0] > 0.5
+    u = S.spearman_interval(x, unrelated, reps=2000)
+    assert u["rho"] == pytest.approx(spearmanr(x, unrelated).statistic) and u["ci95"][0] < 0 < u["ci95"][1]
+    ties = S.spearman_interval([1, 2, 2, 3], [1, 3, 2, 4], reps=200)
+    assert ties["rho"] == pytest.approx(spearmanr([1, 2, 2, 3], [1, 3, 2, 4]).statistic)
+    with pytest.raises(ValueError, match="one value per seed each"):
+        S.spearman_interval([1, 2, 3], [1, 2, 3, 4])
