@@ -42,7 +42,7 @@ def _episode_lengths(env_params, keys):
 
 
 @cache
-def _collector(net, decisions: int, steps: int, ablate: bool = False, behaviour=None):
+def _collector(net, decisions: int, steps: int, ablate: bool = False, behaviour=None, stacked: bool = False):
     """One compiled program per (architecture, sample size, episode length): parameters and the
     environment are arguments, so checkpoints of one architecture share it at every N of a shape.
     With `ablate`, each record also holds the masked logits with h replaced by `h_mean`. With a
@@ -83,7 +83,34 @@ def _collector(net, decisions: int, steps: int, ablate: bool = False, behaviour=
         (_, _, _, buf), _ = jax.lax.scan(body, (obs, state, jnp.int32(0), buf), jnp.arange(steps, dtype=jnp.int32))
         return buf, valid
 
-    return jax.jit(jax.vmap(episode, in_axes=(None, None, 0, None)))
+    episodes = jax.vmap(episode, in_axes=(None, None, 0, None))
+    # stacked: K seeds' parameters (leading axis K) in one program, each on the same episodes
+    return jax.jit(jax.vmap(episodes, in_axes=(0, None, None, None)) if stacked else episodes)
+
+
+def _records(buf, valid, decisions: int, first_seed: int, seeds: int) -> dict:
+    valid = np.asarray(valid).reshape(-1)
+    rec = {k: np.asarray(v).reshape((-1,) + np.asarray(v).shape[2:])[valid] for k, v in buf.items()}
+    rec["episode"] = np.repeat(np.arange(first_seed, first_seed + seeds), decisions)[valid]
+    return rec
+
+
+def collect_seeds(net, stacked_params, sizes, seeds: int = 8, decisions: int = 256, base: EnvConfig | None = None,
+                  first_seed: int = 0, behaviour=None) -> list[dict]:
+    """`collect` for K seeds of one architecture at once (`stacked_params`: leading axis K): one
+    program per N for all K, which on a CPU is several times faster than K calls. Returns one
+    `collect` result per seed, in order."""
+    k = jax.tree.leaves(stacked_params)[0].shape[0]
+    out: list[dict] = [{} for _ in range(k)]
+    keys = episode_keys(seeds, first_seed)
+    for n in sizes:
+        env_params = make_params(eval_config(n, base))
+        steps = int(np.max(jax.device_get(_episode_lengths(env_params, keys))))
+        run = _collector(net, int(decisions), steps, False, behaviour, stacked=True)
+        buf, valid = jax.device_get(run(stacked_params, env_params, keys, jnp.zeros(())))
+        for i in range(k):
+            out[i][int(n)] = _records({key: v[i] for key, v in buf.items()}, valid[i], decisions, first_seed, seeds)
+    return out
 
 
 def collect(net, params, sizes, seeds: int = 8, decisions: int = 256, base: EnvConfig | None = None,
@@ -104,8 +131,5 @@ def collect(net, params, sizes, seeds: int = 8, decisions: int = 256, base: EnvC
         mean = jnp.asarray(h_mean[int(n)]) if ablate else jnp.zeros(())
         run = _collector(net, int(decisions), steps, ablate, behaviour)
         buf, valid = jax.device_get(run(params, env_params, keys, mean))
-        valid = np.asarray(valid).reshape(-1)
-        rec = {k: np.asarray(v).reshape((-1,) + np.asarray(v).shape[2:])[valid] for k, v in buf.items()}
-        rec["episode"] = np.repeat(np.arange(first_seed, first_seed + seeds), decisions)[valid]
-        out[int(n)] = rec
+        out[int(n)] = _records(buf, valid, decisions, first_seed, seeds)
     return out

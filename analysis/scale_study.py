@@ -21,7 +21,7 @@ runs it and nothing else:
    `shift_per_seed.json` and `report.md`, written atomically.
 
     python -m analysis.scale_study --preset tiny --out results/study-tiny   # minutes: checks the pipeline
-    python -m analysis.scale_study --preset cpu  --out results/study-cpu    # the 2-core CPU, about 2 h
+    python -m analysis.scale_study --preset cpu  --out results/study-cpu    # the 2-core CPU, about 2 h 30 min
     python -m analysis.scale_study --preset gpu  --out results/study-gpu    # the study as registered
 """
 
@@ -68,7 +68,7 @@ class StudyPreset:
 PRESETS = {
     "tiny": StudyPreset("cpu-quick", 4, (4, 8), 8, seeds=3, first_seed=1000, test_episodes=4, probe_episodes=2,
                         probe_decisions=16, reps=500),
-    # the CPU budget (about 2 h on 2 cores): 32 seeds at a third of the cpu preset's updates; undertrained
+    # the CPU budget (about 2 h 30 min on 2 cores, 25 min of it the shift analysis): 32 seeds at a third of the cpu preset's updates; undertrained
     # policies, so read its interval as what the CPU reaches, the gpu preset as the study
     "cpu": StudyPreset("cpu", 16, (16, 32, 48, 64, 128), 48, seeds=32, first_seed=1000, test_episodes=32,
                        probe_episodes=4, probe_decisions=64, reps=10_000, train_overrides={"total_updates": 24}),
@@ -186,22 +186,29 @@ STATE_SETS = ("own", "eft")  # each policy's own greedy rollouts; EFT's states, 
 
 
 def shift_per_seed(p: StudyPreset, policies) -> dict[str, dict[int, dict[str, list[float]]]]:
-    """State set -> N -> statistic -> one value per seed: h at N against the same seed's h at the train N
-    (standardized Fréchet, MMD² at the reference's median bandwidth), h's KL to N(0, I) per dimension and
+    """State set -> N -> statistic -> one value per seed: h at N against the same seed's h at the train N on
+    other test episodes (standardized Fréchet, MMD² at the reference's median bandwidth), h's KL to N(0, I) per dimension and
     mean |correlation|, on test episodes. On EFT's states every network reads the same decisions, so a
     change with N there is the representation's; on the policy's own states it is also the states'."""
+    import jax
+
     from analysis import stats as A
-    from analysis.collect import collect
+    from analysis.collect import collect_seeds
     from jaxsched.baselines import earliest_finish
 
     behaviours = {"own": None, "eft": earliest_finish}
     base = policies[0].eval_env(TEST.workload_seed)
+    stacked = jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *[pol.params for pol in policies])
     out = {s: {n: {k: [] for k in SHIFT_STATS} for n in p.eval_servers} for s in STATE_SETS}
-    for pol in policies:
-        for name in STATE_SETS:
-            rec = collect(pol.net, pol.params, p.eval_servers, p.probe_episodes, p.probe_decisions, base,
-                          first_seed=TEST.first_episode, behaviour=behaviours[name])
-            ref = rec[p.train_servers]["h"]
+    for name in STATE_SETS:  # all seeds of the variant in one program per N
+        per_seed = collect_seeds(policies[0].net, stacked, p.eval_servers, p.probe_episodes, p.probe_decisions,
+                                 base, first_seed=TEST.first_episode, behaviour=behaviours[name])
+        # the reference: the train N on the next, disjoint test episodes, so the row at the train N is the
+        # sampling noise the other rows are read against (as analysis.shift does)
+        refs = collect_seeds(policies[0].net, stacked, [p.train_servers], p.probe_episodes, p.probe_decisions,
+                             base, first_seed=TEST.first_episode + p.probe_episodes, behaviour=behaviours[name])
+        for rec, ref_rec in zip(per_seed, refs, strict=True):
+            ref = ref_rec[p.train_servers]["h"]
             bandwidth = A.median_bandwidth(ref)
             for n in p.eval_servers:
                 h, row = rec[n]["h"], out[name][n]

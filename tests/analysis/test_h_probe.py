@@ -72,3 +72,21 @@ def test_a_behaviour_policy_plays_the_states_and_the_network_only_reads_them():
     # while each network's own rollout goes elsewhere
     assert not np.array_equal(np.isfinite(own["logits"]), np.isfinite(own_b["logits"])) or \
         not np.array_equal(own["n_allowed"], own_b["n_allowed"]) or not np.array_equal(own["h"], a["h"])
+
+
+@pytest.mark.parametrize("behaviour", [None, "eft"])
+def test_collecting_k_seeds_in_one_program_equals_one_at_a_time(behaviour):
+    from analysis.collect import collect, collect_seeds
+    from jaxsched.baselines import earliest_finish
+
+    behaviour = earliest_finish if behaviour else None
+    net, a = init(CFG)
+    b = SchedulerNet(CFG).init(jax.random.PRNGKey(9), reset(jax.random.PRNGKey(0), make_params(eval_config(4, BASE)))[0])
+    stacked = jax.tree.map(lambda x, y: np.stack([x, y]), a, b)
+    both = collect_seeds(net, stacked, [4, 6], seeds=2, decisions=16, base=BASE, behaviour=behaviour)
+    for params, got in zip((a, b), both, strict=True):
+        alone = collect(net, params, [4, 6], seeds=2, decisions=16, base=BASE, behaviour=behaviour)
+        for n in (4, 6):
+            assert set(got[n]) == set(alone[n])
+            for k in alone[n]:
+                np.testing.assert_allclose(got[n][k], alone[n][k], rtol=1e-5, atol=1e-6, err_msg=f"{n}/{k}")

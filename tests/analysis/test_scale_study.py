@@ -87,7 +87,8 @@ def test_the_tiny_study_end_to_end(tmp_path, monkeypatch):
 
 
 def test_shift_per_seed_and_its_summary_on_untrained_networks():
-    """Both state sets at every N, zero shift at the train N, and Spearman only where there is a loss."""
+    """Both state sets at every N, the train N against other episodes (the noise floor: small, not 0), and
+    Spearman only where there is a loss."""
     import types
 
     import jax
@@ -107,10 +108,8 @@ def test_shift_per_seed_and_its_summary_on_untrained_networks():
     for name in SS.STATE_SETS:
         at_train, at_6 = shifts[name][4], shifts[name][6]
         assert all(len(v) == 3 for v in at_6.values()) and set(at_6) == set(SS.SHIFT_STATS)
-        assert at_train["frechet_standardized"] == pytest.approx([0.0] * 3, abs=1e-6)
-        # the unbiased MMD² of a sample with itself is slightly below 0; another N's sample lies above it
-        assert all(a < b for a, b in zip(at_train["mmd2"], at_6["mmd2"], strict=True)) and max(at_train["mmd2"]) <= 0
-        assert min(at_6["frechet_standardized"]) > 0
+        assert min(at_train["frechet_standardized"]) > 0 and min(at_6["frechet_standardized"]) > 0
+        assert np.all(np.isfinite(at_train["mmd2"])) and np.all(np.isfinite(at_6["kl_per_dim"]))
     scores = {"no_srr": {4: np.array([1.0, 1.1, 0.9]), 6: np.array([1.2, 1.1, 1.0])}}
     out = SS.shift_summary(p, {"no_srr": shifts}, scores, reps=200)
     e6, e4 = out["no_srr"]["eft"]["6"], out["no_srr"]["eft"]["4"]
