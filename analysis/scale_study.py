@@ -68,8 +68,8 @@ class StudyPreset:
 PRESETS = {
     "tiny": StudyPreset("cpu-quick", 4, (4, 8), 8, seeds=3, first_seed=1000, test_episodes=4, probe_episodes=2,
                         probe_decisions=16, reps=500),
-    # the CPU budget (about 2 h 30 min on 2 cores, 25 min of it the shift analysis): 32 seeds at a third of the cpu preset's updates; undertrained
-    # policies, so read its interval as what the CPU reaches, the gpu preset as the study
+    # the CPU budget (about 2 h 30 min on 2 cores, 25 min of it the shift analysis): 32 seeds at a third
+    # of the cpu preset's updates; undertrained policies, so read its interval as what the CPU reaches, the gpu preset as the study
     "cpu": StudyPreset("cpu", 16, (16, 32, 48, 64, 128), 48, seeds=32, first_seed=1000, test_episodes=32,
                        probe_episodes=4, probe_decisions=64, reps=10_000, train_overrides={"total_updates": 24}),
     "gpu": StudyPreset("gpu", 16, (16, 32, 48, 64, 128), 48, seeds=32, first_seed=1000, test_episodes=32,
@@ -134,10 +134,15 @@ def _check_variant(p: StudyPreset, variant: str, policies) -> None:
 _EVALUATORS: dict = {}  # (net, sizes, episodes, world) -> PolicyEvaluator, for the process
 
 
-def test_scores(p: StudyPreset, policies) -> dict[int, np.ndarray]:
-    """N -> [seeds] test-split scores (mean per-episode ratio of mean response to EFT's), final parameters."""
+def _stacked(policies):
+    """The seeds' parameters stacked on a leading axis, for one K-seed program."""
     import jax
 
+    return jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *[pol.params for pol in policies])
+
+
+def test_scores(p: StudyPreset, policies) -> dict[int, np.ndarray]:
+    """N -> [seeds] test-split scores (mean per-episode ratio of mean response to EFT's), final parameters."""
     from train.policy_eval import PolicyEvaluator
 
     base = policies[0].eval_env(TEST.workload_seed)
@@ -146,7 +151,7 @@ def test_scores(p: StudyPreset, policies) -> dict[int, np.ndarray]:
         _EVALUATORS[key] = PolicyEvaluator(policies[0].net, p.eval_servers, p.test_episodes, base,
                                            first_episode=TEST.first_episode)
     evaluator = _EVALUATORS[key]
-    stacked = jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *[pol.params for pol in policies])
+    stacked = _stacked(policies)
     rows = evaluator.seeds_stacked(stacked)
     return {n: np.array([r[f"eval/{n}/vs_eft_mean_response"] for r in rows]) for n in p.eval_servers}
 
@@ -190,7 +195,6 @@ def shift_per_seed(p: StudyPreset, policies) -> dict[str, dict[int, dict[str, li
     other test episodes (standardized Fréchet, MMD² at the reference's median bandwidth), h's KL to N(0, I) per dimension and
     mean |correlation|, on test episodes. On EFT's states every network reads the same decisions, so a
     change with N there is the representation's; on the policy's own states it is also the states'."""
-    import jax
 
     from analysis import stats as A
     from analysis.collect import collect_seeds
@@ -198,7 +202,7 @@ def shift_per_seed(p: StudyPreset, policies) -> dict[str, dict[int, dict[str, li
 
     behaviours = {"own": None, "eft": earliest_finish}
     base = policies[0].eval_env(TEST.workload_seed)
-    stacked = jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *[pol.params for pol in policies])
+    stacked = _stacked(policies)
     out = {s: {n: {k: [] for k in SHIFT_STATS} for n in p.eval_servers} for s in STATE_SETS}
     for name in STATE_SETS:  # all seeds of the variant in one program per N
         per_seed = collect_seeds(policies[0].net, stacked, p.eval_servers, p.probe_episodes, p.probe_decisions,
