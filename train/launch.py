@@ -33,6 +33,7 @@ import threading
 import time
 
 ENV_COORDINATOR, ENV_PROCESSES, ENV_PROCESS_ID = "JAXSCHED_COORDINATOR", "JAXSCHED_NUM_PROCESSES", "JAXSCHED_PROCESS_ID"
+KILL_AFTER_S = 30.0  # how long the others get to stop after SIGTERM once one process has failed
 
 
 def initialize_distributed(coordinator_address: str | None = None, num_processes: int | None = None,
@@ -98,9 +99,9 @@ def launch(processes: int, devices: int, train_args: list[str], platform: str = 
                 p.send_signal(signum)
 
     previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
-    status = 0
+    status, stopped_at = 0, None
     try:
-        while any(p.poll() is None for p in procs):
+        while [p.poll() for p in procs].count(None):  # poll every process: any() would stop at the first live one
             failed = [p.returncode for p in procs if p.returncode not in (None, 0)]
             if failed and not status:
                 status = failed[0]
@@ -108,6 +109,16 @@ def launch(processes: int, devices: int, train_args: list[str], platform: str = 
                 for p in procs:
                     if p.poll() is None:
                         p.terminate()
+                stopped_at = time.monotonic()
+            if stopped_at is not None and time.monotonic() - stopped_at > KILL_AFTER_S:
+                # SIGTERM asks train.ppo for a checkpoint-and-stop, which a process blocked in a collective with
+                # a dead peer never gets to: after the grace period it is killed
+                for p in procs:
+                    if p.poll() is None:
+                        print(f"train.launch: process {procs.index(p)} ignored SIGTERM for {KILL_AFTER_S:.0f} s; "
+                              "killing it", file=sys.stderr)
+                        p.kill()
+                stopped_at = None
             time.sleep(0.2)
     finally:
         for s, h in previous.items():

@@ -287,6 +287,28 @@ def test_the_launcher_wires_each_process_and_refuses_options_it_sets(capsys):
         assert e.value.code == 2 and message in capsys.readouterr().err
 
 
+STUCK_PEER = """
+import os, signal, sys, time
+if os.environ["JAXSCHED_PROCESS_ID"] == "1":
+    sys.exit(3)  # this one fails at once
+signal.signal(signal.SIGTERM, lambda *a: None)  # the other ignores SIGTERM, as one blocked in a collective would
+time.sleep(600)
+"""
+
+
+@pytest.mark.timeout(120)
+def test_the_launcher_kills_a_process_that_ignores_sigterm_after_a_peer_failed(tmp_path, monkeypatch, capsys):
+    from train import launch
+
+    (tmp_path / "stuck_peer.py").write_text(STUCK_PEER)
+    monkeypatch.setenv("PYTHONPATH", f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    monkeypatch.setattr(launch, "KILL_AFTER_S", 2.0)
+    t0 = time.monotonic()
+    assert launch.launch(2, 1, [], module="stuck_peer") == 3  # the first failure's status
+    assert time.monotonic() - t0 < 60
+    assert "ignored SIGTERM" in capsys.readouterr().err
+
+
 def test_extending_a_finished_run_keeps_the_schedule_unless_asked_and_says_what_that_means(tmp_path, capsys):
     # the documented choice: the decay horizon fixed at the start is kept (the extension then runs at the
     # schedule's final rate, 0, and the note says so); --lr_decay_updates stretches it
