@@ -356,6 +356,10 @@ class ReferenceSim:
         """Expected critical path from task c on (fastest GPU, hot caches), as the observation's."""
         return self._path[wi][c]
 
+    def fit_together(self, s: int, models) -> bool:
+        """Whether these models can all be resident on server s at once."""
+        return sum(self.inst.models[m].mem_gb for m in set(models)) <= self.cap[self.servers[s].gpu]
+
     def would_evict(self, s: int, m: int) -> list[int]:
         """Models that loading m on server s would evict (least recently used first); nothing changes."""
         return self._would_evict(s, m)

@@ -12,6 +12,11 @@ The model (times in integer units of `time_unit_s`, relative to the clock):
 * a model that is not resident on a server gets one optional load interval
   there, present iff a planned task of that model goes there (tasks of the
   model start after it): the model-swap transition cost, paid once;
+* memory: two models that do not fit together on a server are never needed
+  there at once: the tasks that use a resident model end before a load that
+  evicts it starts, and of two such loads, one model's tasks end before the
+  other's load (pairwise; a triple that fits pairwise but not together is not
+  modelled);
 * precedence with locality: a planned child starts after its planned parent
   ends plus its tool delay, plus the network latency unless both share a
   server; its duration includes prefilling that parent's expected output
@@ -33,6 +38,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from envs.features import SERVER
+
+
+def _eft(obs) -> int:
+    """The earliest-finish server of the observation (the fallback, and always a candidate)."""
+    return int(np.argmin(np.where(obs.action_mask, obs.servers[:, SERVER["est_finish_s"]], np.inf)))
 
 
 def require_ortools():
@@ -59,6 +69,37 @@ class FateCPConfig:
         for name in ("max_tasks", "candidate_servers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"FateCPConfig.{name}: must be >= 1, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class PlannedTask:
+    workflow: int
+    task: int
+    server: int
+    start_s: float  # relative to the clock at the decision
+    end_s: float
+
+
+@dataclass(frozen=True)
+class PlannedLoad:
+    server: int
+    model: int
+    start_s: float
+    end_s: float
+
+
+@dataclass(frozen=True)
+class CPPlan:
+    """One solve: its status and, when one was found, every planned task and model load (current task first)."""
+
+    status: str  # optimal | feasible | infeasible | invalid | timeout
+    tasks: tuple[PlannedTask, ...] = ()
+    loads: tuple[PlannedLoad, ...] = ()
+
+    @property
+    def choice(self) -> int | None:
+        """The current task's server, or None without a solution."""
+        return self.tasks[0].server if self.tasks else None
 
 
 class FateCP:
@@ -134,6 +175,16 @@ class FateCP:
     # ---------------------------------------------------------------- the policy
 
     def __call__(self, obs, sim) -> int:
+        eft = _eft(obs)
+        plan = self.plan(obs, sim)
+        self.solves += 1
+        if plan.choice is None:
+            return self._fallback(plan.status, eft)
+        self.optimal += plan.status == "optimal"
+        return plan.choice
+
+    def plan(self, obs, sim) -> CPPlan:
+        """Solve the planning model for the current decision; nothing in `sim` changes."""
         from ortools.sat.python import cp_model
 
         cfg = self.config
@@ -141,7 +192,7 @@ class FateCP:
         clock, (wi0, c0) = sim.clock, sim.current
         unit = cfg.time_unit_s
         to_int = lambda x: int(round(x / unit))  # noqa: E731
-        eft = int(np.argmin(np.where(obs.action_mask, obs.servers[:, SERVER["est_finish_s"]], np.inf)))
+        eft = _eft(obs)
         tasks = self._plan_tasks(sim)
         planned = {(wi, c): i for i, (wi, c, _) in enumerate(tasks)}
         lat = inst.net_latency_s
@@ -185,6 +236,7 @@ class FateCP:
         x = [{s: model.NewBoolVar(f"x{i}_{s}") for s in cand[i]} for i in range(len(tasks))]
         per_server: dict[int, list] = {}
         loads: dict[tuple[int, int], object] = {}
+        resident_users: dict[tuple[int, int], list] = {}  # (server, resident model) -> [(task, placed there)]
         objective = []
         for i, (wi, c, _) in enumerate(tasks):
             spec, w = inst.workflows[wi], sim.wfs[wi]
@@ -228,18 +280,40 @@ class FateCP:
                         le = model.NewIntVar(0, horizon + to_int(sim.load_time(m, srv.gpu)), f"LE{s}_{m}")
                         liv = model.NewOptionalIntervalVar(ls, to_int(sim.load_time(m, srv.gpu)), le, lp, f"L{s}_{m}")
                         per_server.setdefault(s, []).append(liv)
-                        loads[(s, m)] = (lp, le, [])
+                        loads[(s, m)] = (lp, ls, le, [])
                         penalty = sim.evict_reload(s, sim.would_evict(s, m), demand)
                         if penalty > 0:
                             objective.append(to_int(cfg.evict_weight * penalty) * lp)
-                    lp, le, users = loads[(s, m)]
-                    users.append(x[i][s])
+                    lp, _, le, users = loads[(s, m)]
+                    users.append((i, x[i][s]))
                     model.AddImplication(x[i][s], lp)
                     model.Add(start[i] >= le).OnlyEnforceIf(x[i][s])
+                else:
+                    resident_users.setdefault((s, m), []).append((i, x[i][s]))
             tail = max((sim.path_remaining(wi, k) for k in sim.children(wi, c)), default=0.0)
             objective.append(end[i] + to_int(tail))
-        for lp, _, users in loads.values():
-            model.AddBoolOr(users).OnlyEnforceIf(lp)  # no load without a task that needs it
+        for lp, _, _, users in loads.values():
+            model.AddBoolOr([xv for _, xv in users]).OnlyEnforceIf(lp)  # no load without a task that needs it
+        # Memory: a model's planned tasks on a server finish before a load that evicts it there starts.
+        for (s, m), (lp, ls, _, _) in loads.items():
+            for r in sim.would_evict(s, m):
+                for j, xj in resident_users.get((s, r), ()):
+                    model.Add(end[j] <= ls).OnlyEnforceIf([xj, lp])
+        by_server: dict[int, list[int]] = {}
+        for s, m in loads:
+            by_server.setdefault(s, []).append(m)
+        for s, ms in by_server.items():
+            for a, m1 in enumerate(ms):
+                for m2 in ms[a + 1:]:
+                    if sim.fit_together(s, (m1, m2)):
+                        continue
+                    lp1, ls1, _, users1 = loads[(s, m1)]
+                    lp2, ls2, _, users2 = loads[(s, m2)]
+                    first = model.NewBoolVar(f"o{s}_{m1}_{m2}")  # m1's tasks before m2's load, or the reverse
+                    for j, xj in users1:
+                        model.Add(end[j] <= ls2).OnlyEnforceIf([xj, lp2, first])
+                    for k, xk in users2:
+                        model.Add(end[k] <= ls1).OnlyEnforceIf([xk, lp1, first.Not()])
         for ivs in per_server.values():
             model.AddNoOverlap(ivs)
         model.Minimize(sum(objective))
@@ -250,15 +324,16 @@ class FateCP:
         solver.parameters.max_time_in_seconds = cfg.wall_limit_s
         solver.parameters.random_seed = 0
         status = solver.Solve(model)
-        self.solves += 1
         if status == cp_model.INFEASIBLE:
-            return self._fallback("infeasible", eft)
+            return CPPlan("infeasible")
         if status == cp_model.MODEL_INVALID:
-            return self._fallback("invalid", eft)
+            return CPPlan("invalid")
         if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-            return self._fallback("timeout", eft)  # UNKNOWN: no solution within the limits
-        self.optimal += status == cp_model.OPTIMAL
-        for s, var in x[0].items():
-            if solver.Value(var):
-                return int(s)
-        return self._fallback("invalid", eft)  # pragma: no cover - ExactlyOne holds in any solution
+            return CPPlan("timeout")  # UNKNOWN: no solution within the limits
+        placed = []
+        for i, (wi, c, _) in enumerate(tasks):
+            srv = next(s for s, var in x[i].items() if solver.Value(var))  # ExactlyOne holds in any solution
+            placed.append(PlannedTask(wi, c, int(srv), solver.Value(start[i]) * unit, solver.Value(end[i]) * unit))
+        planned_loads = tuple(PlannedLoad(s, m, solver.Value(ls) * unit, solver.Value(le) * unit)
+                              for (s, m), (lp, ls, le, _) in loads.items() if solver.Value(lp))
+        return CPPlan("optimal" if status == cp_model.OPTIMAL else "feasible", tuple(placed), planned_loads)
