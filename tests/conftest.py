@@ -1,9 +1,11 @@
-"""Test setup: a persistent JAX compilation cache outside the clone, wandb off, Agg plots, per-test time limits.
+"""Test setup: wandb off, Agg plots; JAX's persistent compilation cache only when asked for.
 
-The cache directory is keyed by the host CPU and the jax/jaxlib versions: XLA:CPU executables are compiled for
-the machine that built them and jax's cache key does not name the CPU, so a cache carried to another host (a
-disk image moved between machines) can crash the process that loads it (seen in CI: a segmentation fault in
-`deserialize_executable`). `JAXSCHED_JAX_CACHE` overrides the directory; `.ci/run` gives each run a fresh one.
+The persistent cache is off unless `JAXSCHED_JAX_CACHE` names a directory: with jaxlib 0.10.2 on the CPU it
+crashed whole test processes in CI, once inside `deserialize_executable` (a segmentation fault reading an
+entry) and once inside `executable.serialize()` (an abort writing one), and a crashed xdist worker or
+subprocess can leave a peer waiting. Without it the suite compiles every program in each process that runs
+it (slower, never wrong). With it set, the directory is keyed by the host CPU and the jaxlib version, since
+XLA:CPU executables are built for the machine that compiled them and jax's cache key does not name the CPU.
 """
 
 import hashlib
@@ -28,12 +30,12 @@ def _host_key() -> str:
 
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("MPLBACKEND", "Agg")
-# as environment variables too, so subprocesses (multi-device, sweep agent) share the cache
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.environ.get(
-    "JAXSCHED_JAX_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "jaxsched-jax", _host_key())))
-os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+if os.environ.get("JAXSCHED_JAX_CACHE"):
+    # as environment variables too, so subprocesses (multi-device, sweep agent) share the cache
+    os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(os.environ["JAXSCHED_JAX_CACHE"], _host_key()))
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 
-import jax  # noqa: E402
+    import jax
 
-jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
