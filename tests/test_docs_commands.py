@@ -205,7 +205,7 @@ def test_the_rewrites_only_shrink():
 
 
 @pytest.mark.slow  # about fifty commands, a dozen compiled programs: `python -m pytest -m slow`, as CI does
-@pytest.mark.timeout(1200)
+@pytest.mark.timeout(2400)
 @pytest.mark.parametrize("page", [p for p in PAGES if commands(p)], ids=lambda p: p.name)
 def test_every_docs_command_runs_on_a_tiny_config(page, scratch):
     for cmd in commands(page):

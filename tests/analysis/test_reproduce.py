@@ -9,7 +9,7 @@ import pytest
 
 from analysis import reproduce, shift
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # four variants trained end to end: run by `python -m pytest -m slow` (CI does)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2700)]  # four variants trained end to end: run by `python -m pytest -m slow` (CI does)
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 
