@@ -175,11 +175,10 @@ class FateCP:
     # ---------------------------------------------------------------- the policy
 
     def __call__(self, obs, sim) -> int:
-        eft = _eft(obs)
         plan = self.plan(obs, sim)
         self.solves += 1
         if plan.choice is None:
-            return self._fallback(plan.status, eft)
+            return self._fallback(plan.status, _eft(obs))
         self.optimal += plan.status == "optimal"
         return plan.choice
 
@@ -235,7 +234,7 @@ class FateCP:
         end = [model.NewIntVar(0, horizon, f"E{i}") for i in range(len(tasks))]
         x = [{s: model.NewBoolVar(f"x{i}_{s}") for s in cand[i]} for i in range(len(tasks))]
         per_server: dict[int, list] = {}
-        loads: dict[tuple[int, int], object] = {}
+        loads: dict[tuple[int, int], tuple] = {}  # (server, model) -> (present, start, end, users, it evicts)
         resident_users: dict[tuple[int, int], list] = {}  # (server, resident model) -> [(task, placed there)]
         objective = []
         for i, (wi, c, _) in enumerate(tasks):
@@ -280,11 +279,12 @@ class FateCP:
                         le = model.NewIntVar(0, horizon + to_int(sim.load_time(m, srv.gpu)), f"LE{s}_{m}")
                         liv = model.NewOptionalIntervalVar(ls, to_int(sim.load_time(m, srv.gpu)), le, lp, f"L{s}_{m}")
                         per_server.setdefault(s, []).append(liv)
-                        loads[(s, m)] = (lp, ls, le, [])
-                        penalty = sim.evict_reload(s, sim.would_evict(s, m), demand)
+                        evicted = sim.would_evict(s, m)
+                        loads[(s, m)] = (lp, ls, le, [], evicted)
+                        penalty = sim.evict_reload(s, evicted, demand)
                         if penalty > 0:
                             objective.append(to_int(cfg.evict_weight * penalty) * lp)
-                    lp, _, le, users = loads[(s, m)]
+                    lp, _, le, users, _ = loads[(s, m)]
                     users.append((i, x[i][s]))
                     model.AddImplication(x[i][s], lp)
                     model.Add(start[i] >= le).OnlyEnforceIf(x[i][s])
@@ -292,11 +292,11 @@ class FateCP:
                     resident_users.setdefault((s, m), []).append((i, x[i][s]))
             tail = max((sim.path_remaining(wi, k) for k in sim.children(wi, c)), default=0.0)
             objective.append(end[i] + to_int(tail))
-        for lp, _, _, users in loads.values():
+        for lp, _, _, users, _ in loads.values():
             model.AddBoolOr([xv for _, xv in users]).OnlyEnforceIf(lp)  # no load without a task that needs it
         # Memory: a model's planned tasks on a server finish before a load that evicts it there starts.
-        for (s, m), (lp, ls, _, _) in loads.items():
-            for r in sim.would_evict(s, m):
+        for (s, _m), (lp, ls, _, _, evicted) in loads.items():
+            for r in evicted:
                 for j, xj in resident_users.get((s, r), ()):
                     model.Add(end[j] <= ls).OnlyEnforceIf([xj, lp])
         by_server: dict[int, list[int]] = {}
@@ -307,8 +307,8 @@ class FateCP:
                 for m2 in ms[a + 1:]:
                     if sim.fit_together(s, (m1, m2)):
                         continue
-                    lp1, ls1, _, users1 = loads[(s, m1)]
-                    lp2, ls2, _, users2 = loads[(s, m2)]
+                    lp1, ls1, _, users1, _ = loads[(s, m1)]
+                    lp2, ls2, _, users2, _ = loads[(s, m2)]
                     first = model.NewBoolVar(f"o{s}_{m1}_{m2}")  # m1's tasks before m2's load, or the reverse
                     for j, xj in users1:
                         model.Add(end[j] <= ls2).OnlyEnforceIf([xj, lp2, first])
@@ -335,5 +335,5 @@ class FateCP:
             srv = next(s for s, var in x[i].items() if solver.Value(var))  # ExactlyOne holds in any solution
             placed.append(PlannedTask(wi, c, int(srv), solver.Value(start[i]) * unit, solver.Value(end[i]) * unit))
         planned_loads = tuple(PlannedLoad(s, m, solver.Value(ls) * unit, solver.Value(le) * unit)
-                              for (s, m), (lp, ls, le, _) in loads.items() if solver.Value(lp))
+                              for (s, m), (lp, ls, le, _, _) in loads.items() if solver.Value(lp))
         return CPPlan("optimal" if status == cp_model.OPTIMAL else "feasible", tuple(placed), planned_loads)
