@@ -84,8 +84,9 @@ def _collector(net, decisions: int, steps: int, ablate: bool = False, behaviour=
         return buf, valid
 
     episodes = jax.vmap(episode, in_axes=(None, None, 0, None))
-    # stacked: K seeds' parameters (leading axis K) in one program, each on the same episodes
-    return jax.jit(jax.vmap(episodes, in_axes=(0, None, None, None)) if stacked else episodes)
+    # stacked: K seeds' parameters (leading axis K) in one program, each on the same episodes, each with its
+    # own h_mean (leading axis K) when ablating
+    return jax.jit(jax.vmap(episodes, in_axes=(0, None, None, 0 if ablate else None)) if stacked else episodes)
 
 
 def _records(buf, valid, decisions: int, first_seed: int, seeds: int) -> dict:
@@ -96,18 +97,20 @@ def _records(buf, valid, decisions: int, first_seed: int, seeds: int) -> dict:
 
 
 def collect_seeds(net, stacked_params, sizes, seeds: int = 8, decisions: int = 256, base: EnvConfig | None = None,
-                  first_seed: int = 0, behaviour=None) -> list[dict]:
+                  first_seed: int = 0, behaviour=None, h_mean: dict | None = None) -> list[dict]:
     """`collect` for K seeds of one architecture at once (`stacked_params`: leading axis K): one
-    program per N for all K, which on a CPU is several times faster than K calls. Returns one
-    `collect` result per seed, in order."""
+    program per N for all K, which on a CPU is several times faster than K calls. `h_mean` is
+    N -> [K, d], one mean per seed. Returns one `collect` result per seed, in order."""
     k = jax.tree.leaves(stacked_params)[0].shape[0]
     out: list[dict] = [{} for _ in range(k)]
     keys = episode_keys(seeds, first_seed)
+    ablate = h_mean is not None
     for n in sizes:
         env_params = make_params(eval_config(n, base))
         steps = int(np.max(jax.device_get(_episode_lengths(env_params, keys))))
-        run = _collector(net, int(decisions), steps, False, behaviour, stacked=True)
-        buf, valid = jax.device_get(run(stacked_params, env_params, keys, jnp.zeros(())))
+        run = _collector(net, int(decisions), steps, ablate, behaviour, stacked=True)
+        mean = jnp.asarray(h_mean[int(n)]) if ablate else jnp.zeros(())
+        buf, valid = jax.device_get(run(stacked_params, env_params, keys, mean))
         for i in range(k):
             out[i][int(n)] = _records({key: v[i] for key, v in buf.items()}, valid[i], decisions, first_seed, seeds)
     return out

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from analysis.collect import collect
+from analysis.collect import collect, collect_seeds
 
 
 def _kl_rows(logits: np.ndarray, ablated: np.ndarray) -> np.ndarray:
@@ -41,6 +41,23 @@ def h_dependence(net, params, sizes, seeds: int, decisions: int, base, first_epi
     means = {n: first[n]["h"].mean(axis=0) for n in sizes}
     probed = collect(net, params, sizes, seeds=seeds, decisions=decisions, base=base, first_seed=first_episode,
                      h_mean=means)
+    return _rows(probed, sizes)
+
+
+def h_dependence_seeds(net, stacked_params, sizes, seeds: int, decisions: int, base, first_episode: int = 0
+                       ) -> list[list[dict]]:
+    """`h_dependence` for K seeds of one architecture at once (`stacked_params`: leading axis K), one
+    program per N and pass, each seed ablated to its own mean: one list of rows per seed, in order."""
+    sizes = [int(n) for n in sizes]
+    first = collect_seeds(net, stacked_params, sizes, seeds=seeds, decisions=decisions, base=base,
+                          first_seed=first_episode)
+    means = {n: np.stack([rec[n]["h"].mean(axis=0) for rec in first]) for n in sizes}
+    probed = collect_seeds(net, stacked_params, sizes, seeds=seeds, decisions=decisions, base=base,
+                           first_seed=first_episode, h_mean=means)
+    return [_rows(rec, sizes) for rec in probed]
+
+
+def _rows(probed: dict, sizes: list[int]) -> list[dict]:
     rows = []
     for n in sizes:
         rec = probed[n]

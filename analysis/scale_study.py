@@ -132,7 +132,7 @@ def _check_variant(p: StudyPreset, variant: str, policies) -> None:
                          f"({what}); use another --out or delete that run")
 
 
-_EVALUATORS: dict = {}  # (net, sizes, episodes, world) -> PolicyEvaluator, for the process
+_EVALUATORS: dict = {}  # (net, N, episodes, world) -> PolicyEvaluator, for the process
 
 
 def _stacked(policies):
@@ -143,18 +143,24 @@ def _stacked(policies):
 
 
 def test_scores(p: StudyPreset, policies) -> dict[int, np.ndarray]:
-    """N -> [seeds] test-split scores (mean per-episode ratio of mean response to EFT's), final parameters."""
+    """N -> [seeds] test-split scores (mean per-episode ratio of mean response to EFT's), final parameters.
+
+    One program per N, sized to that N, for all seeds at once. (A single program padded to the largest N,
+    as periodic evaluation uses, steps every episode at the largest width until the longest episode
+    ends: measured 3.2x slower at N=16..128. A seed's episode is the same either way.)"""
     from train.policy_eval import PolicyEvaluator
 
     base = policies[0].eval_env(TEST.workload_seed)
-    key = (policies[0].net, p.eval_servers, p.test_episodes, base)
-    if key not in _EVALUATORS:  # variants of one architecture (srr and no_srr) share the compiled program
-        _EVALUATORS[key] = PolicyEvaluator(policies[0].net, p.eval_servers, p.test_episodes, base,
-                                           first_episode=TEST.first_episode)
-    evaluator = _EVALUATORS[key]
     stacked = _stacked(policies)
-    rows = evaluator.seeds_stacked(stacked)
-    return {n: np.array([r[f"eval/{n}/vs_eft_mean_response"] for r in rows]) for n in p.eval_servers}
+    out = {}
+    for n in p.eval_servers:
+        key = (policies[0].net, n, p.test_episodes, base)
+        if key not in _EVALUATORS:  # variants of one architecture (srr and no_srr) share the compiled program
+            _EVALUATORS[key] = PolicyEvaluator(policies[0].net, (n,), p.test_episodes, base,
+                                               first_episode=TEST.first_episode)
+        rows = _EVALUATORS[key].seeds_stacked(stacked)
+        out[n] = np.array([r[f"eval/{n}/vs_eft_mean_response"] for r in rows])
+    return out
 
 
 def heuristic_scores(p: StudyPreset, base) -> dict[str, dict[int, float]]:
@@ -173,18 +179,73 @@ def heuristic_scores(p: StudyPreset, base) -> dict[str, dict[int, float]]:
 
 
 def probe(p: StudyPreset, policies) -> dict[int, dict[str, list[float]]]:
-    """The h-dependence probe of every seed at the train N and the primary N (test episodes)."""
-    from analysis.h_probe import h_dependence
+    """The h-dependence probe of every seed at the train N and the primary N (test episodes), all seeds
+    of the variant in one program per N and pass."""
+    from analysis.h_probe import h_dependence_seeds
 
     sizes = sorted({p.train_servers, p.primary_n})
     out = {n: {"changed_share": [], "policy_kl": []} for n in sizes}
     base = policies[0].eval_env(TEST.workload_seed)
-    for pol in policies:
-        for row in h_dependence(pol.net, pol.params, sizes, p.probe_episodes, p.probe_decisions, base,
-                                first_episode=TEST.first_episode):
+    for rows in h_dependence_seeds(policies[0].net, _stacked(policies), sizes, p.probe_episodes, p.probe_decisions,
+                                   base, first_episode=TEST.first_episode):
+        for row in rows:
             for k in ("changed_share", "policy_kl"):
                 out[row["servers"]][k].append(row[k])
     return out
+
+
+def scored_key(p: StudyPreset, preset: str, variant: str) -> dict:
+    """What a variant's test-split results depend on: the study preset and the variant's training options
+    (training is deterministic given them; where the runs are written and logged is not part of it)."""
+    argv = [a for a in train_argv(p, variant, "", "disabled")
+            if not a.startswith(("--checkpoint_dir=", "--wandb_"))]
+    return {"preset": preset, "study": json.loads(json.dumps(asdict(p))), "train": argv}
+
+
+def params_digest(policies) -> str:
+    """SHA-256 over every seed's parameters (tree paths, dtypes, shapes and bytes), in seed order."""
+    import hashlib
+
+    import jax
+
+    h = hashlib.sha256()
+    for pol in policies:
+        for path, leaf in jax.tree_util.tree_flatten_with_path(pol.params)[0]:
+            a = np.ascontiguousarray(np.asarray(leaf))
+            h.update(f"{jax.tree_util.keystr(path)}:{a.dtype}:{a.shape}".encode())
+            h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def load_scored(path: str, key: dict, digest: str | None) -> dict | None:
+    """A variant's saved test-split results when they were made under `key` (and, when the run is here,
+    from these parameters: `digest`); None otherwise, saying why when a file is there but does not fit."""
+    try:
+        with open(path) as f:
+            saved = json.load(f)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as e:
+        print(f"[scale_study] {path}: unreadable ({e}); scoring again", file=sys.stderr, flush=True)
+        return None
+    if not isinstance(saved, dict) or saved.get("key") != key:
+        print(f"[scale_study] {path}: made under other study settings; scoring again", file=sys.stderr, flush=True)
+        return None
+    if digest is not None and saved.get("params_sha256") != digest:
+        print(f"[scale_study] {path}: made from other parameters than the run here; scoring again",
+              file=sys.stderr, flush=True)
+        return None
+    return saved
+
+
+def _commit() -> str | None:
+    import subprocess
+
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                              cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
 
 
 SHIFT_STATS = ("frechet_standardized", "mmd2", "kl_per_dim", "offdiag_correlation")
@@ -344,26 +405,59 @@ def main(argv=None) -> dict:
 
     p = PRESETS[a.preset]
     t0 = time.time()
-    scores, per_seed, probes, policies, shifts = {}, {}, {}, {}, {}
-    for v in VARIANTS:
-        run_dir = train_variant(p, v, a.out, a.wandb_mode)
-        policies[v] = load_policies(f"{v}={run_dir}:latest")
-        _check_variant(p, v, policies[v])
-    for v, pols in policies.items():
-        print(f"[scale_study] scoring {v} on the test split", file=sys.stderr, flush=True)
-        scores[v] = test_scores(p, pols)
-        per_seed[v] = {str(n): s.tolist() for n, s in scores[v].items()}
-        probes[v] = {str(n): d for n, d in probe(p, pols).items()}
-        print(f"[scale_study] shift of h for {v} (own and EFT states)", file=sys.stderr, flush=True)
-        shifts[v] = shift_per_seed(p, pols)
-    heur = heuristic_scores(p, policies[CONTROL][0].eval_env(TEST.workload_seed))
+    scores, per_seed, probes, shifts, scoring_s = {}, {}, {}, {}, {}
+    heur_path = os.path.join(a.out, "scored", "heuristics.json")
+    heur_key = {"preset": a.preset, "study": json.loads(json.dumps(asdict(p)))}
+    heur_saved = load_scored(heur_path, heur_key, None)
+    heur = None if heur_saved is None else {k: {int(n): x for n, x in d.items()} for k, d in heur_saved["scores"].items()}
+    for v in VARIANTS:  # each variant trained, scored and saved before the next: a study can span sessions
+        path, key = os.path.join(a.out, "scored", f"{v}.json"), scored_key(p, a.preset, v)
+        run_dir = os.path.abspath(os.path.join(a.out, "runs", v))
+        saved = None
+        if os.path.exists(path) and not _finished(run_dir):
+            saved = load_scored(path, key, None)
+            if saved is not None:
+                print(f"[scale_study] {v}: scored earlier (commit {saved.get('commit')}), its run is not here; "
+                      f"reusing {path}", file=sys.stderr, flush=True)
+        if saved is None:
+            pols = load_policies(f"{v}={train_variant(p, v, a.out, a.wandb_mode)}:latest")
+            _check_variant(p, v, pols)
+            digest = params_digest(pols)
+            saved = load_scored(path, key, digest)
+            if saved is not None:
+                print(f"[scale_study] {v}: scored earlier, reusing {path}", file=sys.stderr, flush=True)
+            else:
+                t = time.time()
+                print(f"[scale_study] scoring {v} on the test split", file=sys.stderr, flush=True)
+                sc = test_scores(p, pols)
+                pr = probe(p, pols)
+                print(f"[scale_study] shift of h for {v} (own and EFT states)", file=sys.stderr, flush=True)
+                sh = shift_per_seed(p, pols)
+                saved = {"key": key, "params_sha256": digest, "commit": _commit(), "wall_s": time.time() - t,
+                         "scores": {str(n): s.tolist() for n, s in sc.items()},
+                         "probe": {str(n): d for n, d in pr.items()},
+                         "shift": {s: {str(n): d for n, d in by_n.items()} for s, by_n in sh.items()}}
+                atomic_write_json(path, saved)
+            if heur is None:  # the heuristics play the same world as every variant: computed once
+                heur = heuristic_scores(p, pols[0].eval_env(TEST.workload_seed))
+                atomic_write_json(heur_path, {"key": heur_key, "commit": _commit(),
+                                              "scores": {k: {str(n): x for n, x in d.items()} for k, d in heur.items()}})
+        scores[v] = {int(n): np.asarray(s) for n, s in saved["scores"].items()}
+        per_seed[v] = saved["scores"]
+        probes[v] = saved["probe"]
+        shifts[v] = {s: {int(n): d for n, d in by_n.items()} for s, by_n in saved["shift"].items()}
+        scoring_s[v] = saved.get("wall_s")
+    if heur is None:
+        raise SystemExit(f"python -m analysis.scale_study: error: {heur_path} is missing and no run under "
+                         f"{a.out}/runs to compute it from; delete {a.out}/scored to score again")
     summary = {"protocol": "docs/analysis.md#the-scale-study-protocol-pre-registered-v1-2026-12-01", "preset": a.preset,
                "study": asdict(p), "seeds_per_variant": p.seeds, "train_workload_seed": 0,
                "validation_workload_seed": VALIDATION.workload_seed, "test_workload_seed": TEST.workload_seed,
                "test_first_episode": TEST.first_episode, **analyse(p, scores, heur, p.reps),
                "heuristics": {k: {str(n): v for n, v in d.items()} for k, d in heur.items()}, "h_probe": probes,
                "shift": shift_summary(p, shifts, scores, p.reps)}
-    summary["wall_s"] = time.time() - t0
+    summary["wall_s"] = time.time() - t0  # this invocation's; each variant's scoring time is in scoring_wall_s
+    summary["scoring_wall_s"] = scoring_s
     os.makedirs(a.out, exist_ok=True)
     atomic_write_json(os.path.join(a.out, "per_seed.json"), per_seed)
     atomic_write_json(os.path.join(a.out, "shift_per_seed.json"),

@@ -90,3 +90,20 @@ def test_collecting_k_seeds_in_one_program_equals_one_at_a_time(behaviour):
             assert set(got[n]) == set(alone[n])
             for k in alone[n]:
                 np.testing.assert_allclose(got[n][k], alone[n][k], rtol=1e-5, atol=1e-6, err_msg=f"{n}/{k}")
+
+
+def test_the_probe_of_k_seeds_in_one_program_equals_one_at_a_time():
+    """Each seed is ablated to its own mean of h (a shared mean would give other rows)."""
+    from analysis.h_probe import h_dependence, h_dependence_seeds
+
+    net, a = init(CFG)
+    b = SchedulerNet(CFG).init(jax.random.PRNGKey(9), reset(jax.random.PRNGKey(0), make_params(eval_config(4, BASE)))[0])
+    stacked = jax.tree.map(lambda x, y: np.stack([x, y]), a, b)
+    both = h_dependence_seeds(net, stacked, [4, 6], seeds=2, decisions=16, base=BASE, first_episode=3)
+    for params, got in zip((a, b), both, strict=True):
+        alone = h_dependence(net, params, [4, 6], seeds=2, decisions=16, base=BASE, first_episode=3)
+        assert [r["servers"] for r in got] == [4, 6] and [r["decisions"] for r in got] == [r["decisions"] for r in alone]
+        for g, w in zip(got, alone, strict=True):
+            assert g["changed_share"] == pytest.approx(w["changed_share"], abs=1e-9)
+            assert g["policy_kl"] == pytest.approx(w["policy_kl"], rel=1e-4, abs=1e-9)
+    assert any(r["policy_kl"] > 0 for rows in both for r in rows)  # the probe measures something here

@@ -85,6 +85,12 @@ def test_the_tiny_study_end_to_end(tmp_path, monkeypatch):
     with pytest.raises(SystemExit, match="other settings"):
         SS._check_variant(SS.PRESETS["tiny"], "srr", no_srr)
     SS._check_variant(SS.PRESETS["tiny"], "no_srr", no_srr)
+    # the same command again reuses the saved test-split results of these very runs: nothing is scored again
+    scored = {f: f.stat().st_mtime_ns for f in (out / "scored").glob("*.json")}
+    assert len(scored) == len(SS.VARIANTS) + 1
+    again = SS.main(["--preset", "tiny", "--out", str(out)])
+    assert again["primary"] == summary["primary"] and again["scoring_wall_s"] == summary["scoring_wall_s"]
+    assert {f: f.stat().st_mtime_ns for f in (out / "scored").glob("*.json")} == scored
 
 
 def test_shift_per_seed_and_its_summary_on_untrained_networks():
@@ -128,3 +134,57 @@ def test_the_study_notebook_without_results_says_what_to_run(tmp_path, monkeypat
     err = capsys.readouterr().err
     assert e.value.code == 2 and not (tmp_path / "nb.ipynb").exists()
     assert "SystemExit: " in err and "no summary.json; run python -m analysis.scale_study" in err and "\x1b" not in err
+
+
+def _synthetic_scored(p, preset, variant, rng):
+    sizes = p.eval_servers
+    return {"key": SS.scored_key(p, preset, variant), "params_sha256": "0" * 64, "commit": None, "wall_s": 1.0,
+            "scores": {str(n): rng.normal(1.0 + 0.01 * n, 0.05, p.seeds).tolist() for n in sizes},
+            "probe": {str(n): {"changed_share": rng.uniform(0, 0.3, p.seeds).tolist(),
+                               "policy_kl": rng.uniform(0, 0.1, p.seeds).tolist()} for n in (p.train_servers, p.primary_n)},
+            "shift": {s: {str(n): {k: rng.uniform(0.1, 1.0, p.seeds).tolist() for k in SS.SHIFT_STATS} for n in sizes}
+                      for s in SS.STATE_SETS}}
+
+
+def test_saved_scores_resume_a_study_without_its_runs(tmp_path):
+    """Test-split results saved per variant finish a study whose runs are gone (another session), with
+    nothing trained; results saved under other settings are not taken."""
+    p, out, rng = SS.PRESETS["tiny"], tmp_path / "study", np.random.default_rng(3)
+    saved = {v: _synthetic_scored(p, "tiny", v, rng) for v in SS.VARIANTS}
+    for v, d in saved.items():
+        (out / "scored").mkdir(parents=True, exist_ok=True)
+        (out / "scored" / f"{v}.json").write_text(json.dumps(d))
+    heur = {"fate_lite": {str(n): 1.1 for n in p.eval_servers}, "round_robin": {str(n): 4.0 for n in p.eval_servers}}
+    heur_key = {"preset": "tiny", "study": json.loads(json.dumps(SS.asdict(p)))}
+    (out / "scored" / "heuristics.json").write_text(json.dumps({"key": heur_key, "scores": heur}))
+    summary = SS.main(["--preset", "tiny", "--out", str(out)])
+    assert not (out / "runs").exists()  # nothing was trained
+    assert json.loads((out / "per_seed.json").read_text()) == {v: d["scores"] for v, d in saved.items()}
+    n = str(p.primary_n)
+    want = SS.S.relative_change(np.asarray(saved["srr"]["scores"][n]), np.asarray(saved["no_srr"]["scores"][n]),
+                                reps=p.reps, seed=0)
+    assert summary["primary"]["estimate_pct"] == pytest.approx(want["estimate_pct"])
+    assert summary["heuristics"]["fate_lite"][n] == 1.1 and summary["scoring_wall_s"]["srr"] == 1.0
+    # the same file read under another preset's key, or against other parameters, is not reused
+    path = str(out / "scored" / "srr.json")
+    assert SS.load_scored(path, SS.scored_key(SS.PRESETS["cpu"], "cpu", "srr"), None) is None
+    assert SS.load_scored(path, SS.scored_key(p, "tiny", "no_srr"), None) is None
+    assert SS.load_scored(path, SS.scored_key(p, "tiny", "srr"), "1" * 64) is None
+    assert SS.load_scored(path, SS.scored_key(p, "tiny", "srr"), "0" * 64) == saved["srr"]
+    # without the heuristics and without a run to compute them from: one line naming the file
+    (out / "scored" / "heuristics.json").unlink()
+    with pytest.raises(SystemExit, match="heuristics.json is missing"):
+        SS.main(["--preset", "tiny", "--out", str(out)])
+
+
+def test_the_parameter_digest_sees_every_leaf():
+    import types
+
+    pols = [types.SimpleNamespace(params={"a": np.zeros(3, np.float32), "b": {"c": np.ones((2, 2))}}) for _ in range(2)]
+    d = SS.params_digest(pols)
+    assert d == SS.params_digest([types.SimpleNamespace(params=jp.params) for jp in pols])
+    pols[1].params["b"]["c"] = pols[1].params["b"]["c"].copy()
+    pols[1].params["b"]["c"][1, 1] = 1.0 + 1e-7
+    assert SS.params_digest(pols) != d
+    swapped = [types.SimpleNamespace(params={"a": np.zeros(3, np.float64), "b": {"c": np.ones((2, 2))}})] * 2
+    assert SS.params_digest(swapped) != SS.params_digest([types.SimpleNamespace(params=pols[0].params)] * 2)
