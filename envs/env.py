@@ -19,7 +19,7 @@ from envs import bitset
 from envs.observation import observe
 from envs.residency import lru_evictions
 from envs.sizes import active_slots, episode_workflows
-from envs.types import Decision, EnvParams, EnvState, EpisodeDraw, Observation
+from envs.types import Decision, EnvParams, EnvState, EpisodeDraw, Observation, ServerState, SlotState, TaskState
 
 INF = np.float32(np.inf)  # NumPy scalars: importing envs must not start a JAX backend
 BIG_INT = np.int32(2**30)
@@ -48,10 +48,10 @@ def frontier(parents, delay, n_tasks, assigned, ready, t: int):
 
 def select_next(state: EnvState):
     """The next decision: earliest ready time, then earliest arrival (workflow number)."""
-    rmin = jnp.min(state.slot_next_ready)
-    seq = jnp.where(state.slot_next_ready == rmin, state.slot_seq, BIG_INT)
+    rmin = jnp.min(state.slots.next_ready)
+    seq = jnp.where(state.slots.next_ready == rmin, state.slots.seq, BIG_INT)
     w = jnp.argmin(seq).astype(jnp.int32)
-    return rmin, w, state.slot_next_task[w]
+    return rmin, w, state.slots.next_task[w]
 
 
 def index_uniforms(key, n: int):
@@ -134,17 +134,21 @@ def reset_from(params: EnvParams, draw: EpisodeDraw) -> tuple[Observation, EnvSt
     ready0 = jnp.broadcast_to(slot_arrival[:, None], (w_slots, t))
     nr = jnp.where(occupied, slot_arrival + params.bank.root_delay[slot_bank], INF)
     nt = params.bank.root_task[slot_bank]
-    state = EnvState(
+    servers = ServerState(
         gpu=gpu, active=active, free_at=jnp.zeros(n, jnp.float32), resident=resident,
         model_stamp=jnp.full((n, m), -1, jnp.int32), cache_key=jnp.full((n, k), -1, jnp.int32),
         cache_stamp=jnp.full((n, k), -1, jnp.int32), recent_finish=jnp.full((n, q), -INF),
         recent_start=jnp.zeros((n, q), jnp.float32), recent_expected=jnp.zeros((n, q), jnp.float32),
-        n_assigned=jnp.zeros(n, jnp.int32), busy=jnp.zeros(n, jnp.float32),
-        slot_bank=slot_bank, slot_seq=jnp.where(occupied, seq, -1).astype(jnp.int32),
-        slot_arrival=slot_arrival, slot_admit=slot_arrival, slot_assigned=jnp.zeros((w_slots, bitset.n_words(t)), jnp.uint32),
-        slot_next_ready=nr, slot_next_task=nt, slot_max_finish=jnp.full(w_slots, -INF),
-        task_server=jnp.full((w_slots, t), -1, jnp.int32), task_finish=jnp.zeros((w_slots, t), jnp.float32),
-        task_seq=jnp.zeros((w_slots, t), jnp.int32), task_ready=ready0,
+        n_assigned=jnp.zeros(n, jnp.int32), busy=jnp.zeros(n, jnp.float32))
+    slots = SlotState(
+        bank=slot_bank, seq=jnp.where(occupied, seq, -1).astype(jnp.int32), arrival=slot_arrival,
+        admit=slot_arrival, assigned=jnp.zeros((w_slots, bitset.n_words(t)), jnp.uint32),
+        next_ready=nr, next_task=nt, max_finish=jnp.full(w_slots, -INF))
+    tasks = TaskState(
+        server=jnp.full((w_slots, t), -1, jnp.int32), finish=jnp.zeros((w_slots, t), jnp.float32),
+        seq=jnp.zeros((w_slots, t), jnp.int32), ready=ready0)
+    state = EnvState(
+        servers=servers, slots=slots, tasks=tasks,
         arrivals=arrivals, wf_bank=wf_bank, next_admit=jnp.sum(occupied).astype(jnp.int32),
         n_arrived=jnp.int32(0), n_completed=jnp.int32(0), decisions=jnp.int32(0), clock=jnp.float32(0.0),
         pending_cost=jnp.float32(0.0), cur_slot=jnp.int32(0), cur_task=jnp.int32(0), done=jnp.bool_(False),
@@ -167,8 +171,8 @@ def open_cost(params: EnvParams, state: EnvState, next_admit, t0, t1, n_arrived)
     chunks, so the cost tracks the arrivals in (t0, t1], not the episode length.
     Returns the integral and the count of arrivals <= t1.
     """
-    occupied = state.slot_seq >= 0
-    window = jnp.sum(jnp.where(occupied, jnp.maximum(t1 - jnp.maximum(state.slot_arrival, t0), 0.0), 0.0))
+    occupied = state.slots.seq >= 0
+    window = jnp.sum(jnp.where(occupied, jnp.maximum(t1 - jnp.maximum(state.slots.arrival, t0), 0.0), 0.0))
     queued_before = jnp.maximum(n_arrived - next_admit, 0).astype(jnp.float32) * (t1 - t0)
     chunk = params.arrival_chunk
 
@@ -197,28 +201,28 @@ def step(key, state: EnvState, action, params: EnvParams) -> tuple[Observation, 
     n, t, m = params.max_servers, params.max_tasks, params.n_models
     live = ~state.done
     w, c = state.cur_slot, state.cur_task
-    row = params.bank.row(state.slot_bank[w])
+    row = params.bank.row(state.slots.bank[w])
     model = row.model[c]
 
     # --- which server ---
-    mask = state.active & params.fits[state.gpu, model]
+    mask = state.servers.active & params.fits[state.servers.gpu, model]
     a = jnp.asarray(action, jnp.int32)
     a_clip = jnp.clip(a, 0, n - 1)
     ok = (a >= 0) & (a < n) & mask[a_clip]
     s = jnp.where(ok, a_clip, jnp.argmax(mask)).astype(jnp.int32)
-    g = state.gpu[s]
+    g = state.servers.gpu[s]
 
     # --- parents: locality (same server and same model) and readiness (latency across servers) ---
     is_parent = bitset.flags(row.parents[c], t)
-    p_srv, p_fin = state.task_server[w], state.task_finish[w]
+    p_srv, p_fin = state.tasks.server[w], state.tasks.finish[w]
     same_server = is_parent & (p_srv == s)
     remote = is_parent & ~(same_server & (row.model == model))  # outputs the child's model must prefill
     parents_ready = jnp.max(jnp.where(is_parent, p_fin + jnp.where(same_server, 0.0, params.net_latency_s), -INF))
-    ready = jnp.maximum(state.slot_admit[w], parents_ready) + row.tool_delay[c]
-    start = jnp.maximum(state.free_at[s], ready)
+    ready = jnp.maximum(state.slots.admit[w], parents_ready) + row.tool_delay[c]
+    start = jnp.maximum(state.servers.free_at[s], ready)
 
     # --- residency: load the model, evicting least-recently-used ones until it fits ---
-    res, stamp = state.resident[s], state.model_stamp[s]
+    res, stamp = state.servers.resident[s], state.servers.model_stamp[s]
     midx = jnp.arange(m)
     need_load = ~res[model]
     evict = lru_evictions(res, stamp, model, params.model_mem, params.mem_headroom * params.gpu_mem[g])
@@ -228,7 +232,7 @@ def step(key, state: EnvState, action, params: EnvParams) -> tuple[Observation, 
 
     # --- prefix cache: drop entries of evicted models, then look up / insert (LRU) ---
     app = row.app
-    ck, cs = state.cache_key[s], state.cache_stamp[s]
+    ck, cs = state.servers.cache_key[s], state.servers.cache_stamp[s]
     ck = jnp.where((ck >= 0) & evict[jnp.maximum(ck, 0) % m], -1, ck)
     key_am = app * m + model
     hits = ck == key_am
@@ -252,33 +256,34 @@ def step(key, state: EnvState, action, params: EnvParams) -> tuple[Observation, 
     def at_s(arr, val):
         return write_row(arr, s, val, live)
 
-    ring = jnp.arange(params.queue_cap) == state.n_assigned[s] % params.queue_cap
-    st = state.replace(
-        free_at=at_s(state.free_at, finish),
-        resident=at_s(state.resident, new_res),
-        model_stamp=at_s(state.model_stamp, new_stamp),
-        cache_key=at_s(state.cache_key, ck),
-        cache_stamp=at_s(state.cache_stamp, cs),
-        recent_finish=at_s(state.recent_finish, jnp.where(ring, finish, state.recent_finish[s])),
-        recent_start=at_s(state.recent_start, jnp.where(ring, start, state.recent_start[s])),
-        recent_expected=at_s(state.recent_expected, jnp.where(ring, expected, state.recent_expected[s])),
-        n_assigned=at_s(state.n_assigned, state.n_assigned[s] + 1),
-        busy=at_s(state.busy, state.busy[s] + duration),
-    )
+    sv = state.servers
+    ring = jnp.arange(params.queue_cap) == sv.n_assigned[s] % params.queue_cap
+    st = state.replace(servers=sv.replace(
+        free_at=at_s(sv.free_at, finish),
+        resident=at_s(sv.resident, new_res),
+        model_stamp=at_s(sv.model_stamp, new_stamp),
+        cache_key=at_s(sv.cache_key, ck),
+        cache_stamp=at_s(sv.cache_stamp, cs),
+        recent_finish=at_s(sv.recent_finish, jnp.where(ring, finish, sv.recent_finish[s])),
+        recent_start=at_s(sv.recent_start, jnp.where(ring, start, sv.recent_start[s])),
+        recent_expected=at_s(sv.recent_expected, jnp.where(ring, expected, sv.recent_expected[s])),
+        n_assigned=at_s(sv.n_assigned, sv.n_assigned[s] + 1),
+        busy=at_s(sv.busy, sv.busy[s] + duration),
+    ))
 
     # --- write the task and its workflow ---
     tidx = jnp.arange(t)
     is_c = tidx == c
     wd = bitset.n_words(t)
-    assigned = state.slot_assigned[w] | bitset.single(c, wd)
+    assigned = state.slots.assigned[w] | bitset.single(c, wd)
     is_child = bitset.member(row.parents, c)
     row_srv = jnp.where(is_c, s, p_srv)
     row_fin = jnp.where(is_c, finish, p_fin)
-    row_seq = jnp.where(is_c, state.n_assigned[s], state.task_seq[w])
-    row_ready = jnp.where(is_child, jnp.maximum(state.task_ready[w], finish), state.task_ready[w])
-    max_finish = jnp.maximum(state.slot_max_finish[w], finish)
+    row_seq = jnp.where(is_c, state.servers.n_assigned[s], state.tasks.seq[w])
+    row_ready = jnp.where(is_child, jnp.maximum(state.tasks.ready[w], finish), state.tasks.ready[w])
+    max_finish = jnp.maximum(state.slots.max_finish[w], finish)
     complete = jnp.all(assigned == bitset.first_n(row.n_tasks, wd))
-    arrival = state.slot_arrival[w]
+    arrival = state.slots.arrival[w]
     response = max_finish - arrival
 
     # --- a fully assigned workflow frees its slot for the next arrival ---
@@ -288,7 +293,7 @@ def step(key, state: EnvState, action, params: EnvParams) -> tuple[Observation, 
     new_b = st.wf_bank[j_safe]
     new_arrival = st.arrivals[j_safe]
     new_admit = jnp.maximum(new_arrival, state.clock)
-    slot_b = jnp.where(admit_new, new_b, st.slot_bank[w])
+    slot_b = jnp.where(admit_new, new_b, st.slots.bank[w])
     f_assigned = jnp.where(complete, jnp.uint32(0), assigned)  # [W] words
     f_ready = jnp.where(admit_new, new_admit, row_ready)
     # A fresh workflow's first ready task is precomputed per bank row; otherwise scan this one.
@@ -299,19 +304,24 @@ def step(key, state: EnvState, action, params: EnvParams) -> tuple[Observation, 
     def put(arr, val):  # write slot w
         return write_row(arr, w, val, live)
 
+    sl, tk = st.slots, st.tasks
     st = st.replace(
-        slot_bank=put(st.slot_bank, slot_b),
-        slot_seq=put(st.slot_seq, jnp.where(complete, jnp.where(admit_new, j, -1), st.slot_seq[w])),
-        slot_arrival=put(st.slot_arrival, jnp.where(complete, jnp.where(admit_new, new_arrival, INF), arrival)),
-        slot_admit=put(st.slot_admit, jnp.where(admit_new, new_admit, st.slot_admit[w])),
-        slot_assigned=put(st.slot_assigned, f_assigned),
-        slot_next_ready=put(st.slot_next_ready, nr),
-        slot_next_task=put(st.slot_next_task, nt),
-        slot_max_finish=put(st.slot_max_finish, jnp.where(complete, -INF, max_finish)),
-        task_server=put(st.task_server, jnp.where(complete, -1, row_srv)),
-        task_finish=put(st.task_finish, jnp.where(complete, 0.0, row_fin)),
-        task_seq=put(st.task_seq, jnp.where(complete, 0, row_seq)),
-        task_ready=put(st.task_ready, f_ready),
+        slots=sl.replace(
+            bank=put(sl.bank, slot_b),
+            seq=put(sl.seq, jnp.where(complete, jnp.where(admit_new, j, -1), sl.seq[w])),
+            arrival=put(sl.arrival, jnp.where(complete, jnp.where(admit_new, new_arrival, INF), arrival)),
+            admit=put(sl.admit, jnp.where(admit_new, new_admit, sl.admit[w])),
+            assigned=put(sl.assigned, f_assigned),
+            next_ready=put(sl.next_ready, nr),
+            next_task=put(sl.next_task, nt),
+            max_finish=put(sl.max_finish, jnp.where(complete, -INF, max_finish)),
+        ),
+        tasks=tk.replace(
+            server=put(tk.server, jnp.where(complete, -1, row_srv)),
+            finish=put(tk.finish, jnp.where(complete, 0.0, row_fin)),
+            seq=put(tk.seq, jnp.where(complete, 0, row_seq)),
+            ready=put(tk.ready, f_ready),
+        ),
         next_admit=st.next_admit + (admit_new & live),
     )
 
@@ -345,7 +355,7 @@ def step(key, state: EnvState, action, params: EnvParams) -> tuple[Observation, 
         episode_return=state.episode_return + reward,
     )
     decision = Decision(
-        seq=state.decisions, workflow=state.slot_seq[w], task=c, server=s, decision_time=state.clock,
+        seq=state.decisions, workflow=state.slots.seq[w], task=c, server=s, decision_time=state.clock,
         start=start, finish=finish, load_s=load_s, prefix_hit=hit,
         prefix_s=jnp.where(hit, 0.0, prefix) / pre, remote_s=remote_tok / pre, prefill_s=row.input_tokens[c] / pre,
         decode_s=row.output[c] / dec, n_evicted=jnp.sum(evict).astype(jnp.int32),
@@ -370,14 +380,14 @@ def episode_metrics(state: EnvState, params: EnvParams) -> dict:
     v_lo = top[jnp.clip(n - 1 - lo, 0, params.top_k - 1)]
     v_hi = top[jnp.clip(n - 2 - lo, 0, params.top_k - 1)]
     p95 = jnp.where(frac > 0, v_lo + frac * (v_hi - v_lo), v_lo)
-    n_active = jnp.sum(state.active)
+    n_active = jnp.sum(state.servers.active)
     return {
         "episode_done": state.done,
         "mean_response": state.sum_response / n,
         "mean_slowdown": state.sum_slowdown / n,
         "p95_response": jnp.where(state.n_completed > 0, p95, 0.0),
         "makespan": state.makespan,
-        "utilization": jnp.sum(state.busy) / jnp.maximum(n_active * state.makespan, 1e-9),
+        "utilization": jnp.sum(state.servers.busy) / jnp.maximum(n_active * state.makespan, 1e-9),
         "episode_return": state.episode_return,
         "workflows_completed": state.n_completed,
     }

@@ -22,14 +22,14 @@ KTOK = 1e-3
 def observe(state: EnvState, params: EnvParams) -> Observation:
     n, t, m = params.max_servers, params.max_tasks, params.n_models
     w, c, now = state.cur_slot, state.cur_task, state.clock
-    b = state.slot_bank[w]
+    b = state.slots.bank[w]
     row = params.bank.row(b)
     model = row.model[c]
     tidx = jnp.arange(t)
     is_parent = bitset.flags(row.parents[c], t)
-    assigned = bitset.flags(state.slot_assigned[w], t)
+    assigned = bitset.flags(state.slots.assigned[w], t)
     valid = tidx < row.n_tasks
-    p_srv, p_fin = state.task_server[w], state.task_finish[w]
+    p_srv, p_fin = state.tasks.server[w], state.tasks.finish[w]
     m_onehot = (jnp.arange(m) == model).astype(jnp.float32)
 
     # --- task ---
@@ -44,21 +44,21 @@ def observe(state: EnvState, params: EnvParams) -> Observation:
         row.n_children[c].astype(jnp.float32),
         row.depth[c].astype(jnp.float32),
         row.path_remaining[c],
-        now - state.slot_arrival[w],
+        now - state.slots.arrival[w],
         jnp.sum(valid & ~assigned).astype(jnp.float32),
         params.model_mem[model],
     ]), m_onehot])
 
     # --- servers, conditioned on this task ---
-    gpu = state.gpu
+    gpu = state.servers.gpu
     sidx = jnp.arange(n)
     fits = params.fits[gpu, model]
-    mask = state.active & fits
+    mask = state.servers.active & fits
     pre = params.prefill_rate[gpu, model]
     dec = params.decode_rate[gpu, model]
-    resident = state.resident[:, model]
+    resident = state.servers.resident[:, model]
     app = row.app
-    prefix_hit = jnp.any(state.cache_key == app * m + model, axis=1)
+    prefix_hit = jnp.any(state.servers.cache_key == app * m + model, axis=1)
     adjacency = bitset.flags(row.parents, t).T  # [p, c]
     # The children's other parents that are already placed: where the children will find inputs.
     # Information rule: an unfinished co-parent counts with its expected output.
@@ -81,18 +81,18 @@ def observe(state: EnvState, params: EnvParams) -> Observation:
     f2 = jnp.max(jnp.where(is_parent & (p_srv != s1), p_fin, -jnp.inf))
     lat = params.net_latency_s
     parents_ready = jnp.where(sidx == s1, jnp.maximum(f1, f2 + lat), f1 + lat)
-    ready = jnp.maximum(state.slot_admit[w], parents_ready) + row.tool_delay[c]
+    ready = jnp.maximum(state.slots.admit[w], parents_ready) + row.tool_delay[c]
     est_free, base = expected_drain(state, params)
     est_start = jnp.maximum(est_free, ready)
     load = jnp.where(resident, 0.0, params.load_time[gpu, model])
     prompt = row.input_tokens[c] + jnp.where(prefix_hit, 0.0, row.prefix_tokens) + remote_tok
     est_dur = load + prompt / pre + row.expected_output[c] / dec + params.task_overhead_s
-    used = jnp.sum(jnp.where(state.resident, params.model_mem[None, :], 0.0), axis=1)
+    used = jnp.sum(jnp.where(state.servers.resident, params.model_mem[None, :], 0.0), axis=1)
     cap = params.mem_headroom * params.gpu_mem[gpu]
     evict = jax.vmap(lru_evictions, in_axes=(0, 0, None, None, 0))(
-        state.resident, state.model_stamp, model, params.model_mem, cap)  # [N, M]: what loading here evicts
+        state.servers.resident, state.servers.model_stamp, model, params.model_mem, cap)  # [N, M]: what loading here evicts
     evict_reload, prefix_churn = future_costs(state, params, model, prefix_hit, evict)
-    on = state.active.astype(jnp.float32)
+    on = state.servers.active.astype(jnp.float32)
     cols = [
         on,
         fits.astype(jnp.float32),
@@ -109,8 +109,8 @@ def observe(state: EnvState, params: EnvParams) -> Observation:
         load,
         est_start - now,
         est_start + est_dur - now,
-        jnp.sum(state.recent_finish > now, axis=1).astype(jnp.float32),
-        jnp.sum(state.resident, axis=1).astype(jnp.float32),
+        jnp.sum(state.servers.recent_finish > now, axis=1).astype(jnp.float32),
+        jnp.sum(state.servers.resident, axis=1).astype(jnp.float32),
         evict_reload,
         prefix_churn * KTOK,
         child_co_tok * KTOK,
@@ -125,7 +125,7 @@ def observe(state: EnvState, params: EnvParams) -> Observation:
         row.input_tokens * KTOK,
         row.expected_output * KTOK,
         row.tool_delay,
-        jnp.where(assigned, known_finish(state, params, base, p_srv, p_fin, state.task_seq[w]) - now, 0.0),
+        jnp.where(assigned, known_finish(state, params, base, p_srv, p_fin, state.tasks.seq[w]) - now, 0.0),
         row.path_remaining,
     ] + [(row.model == i).astype(jnp.float32) for i in range(m)]
     nodes = jnp.stack([col * vf for col in node_cols], axis=0).T
@@ -134,13 +134,13 @@ def observe(state: EnvState, params: EnvParams) -> Observation:
 
     # --- globals ---
     queued = jnp.maximum(state.n_arrived - state.next_admit, 0)
-    open_in_window = jnp.sum((state.slot_seq >= 0) & (state.slot_arrival <= now))
+    open_in_window = jnp.sum((state.slots.seq >= 0) & (state.slots.arrival <= now))
     globals_ = jnp.stack([
         now,
         (open_in_window + queued).astype(jnp.float32),
         queued.astype(jnp.float32),
         params.rho,
-        jnp.sum(state.active).astype(jnp.float32),
+        jnp.sum(state.servers.active).astype(jnp.float32),
         state.decisions.astype(jnp.float32),
         (episode_workflows(params) - state.n_completed).astype(jnp.float32),
     ])
@@ -163,11 +163,11 @@ def expected_drain(state: EnvState, params: EnvParams):
     unfinished placements up to it, floored at the clock.
     """
     now, q = state.clock, params.queue_cap
-    unfinished = state.recent_finish > now  # [N, Q]
+    unfinished = state.servers.recent_finish > now  # [N, Q]
     count = jnp.sum(unfinished, axis=1)
-    first = jnp.min(jnp.where(unfinished, state.recent_start, INF), axis=1)
+    first = jnp.min(jnp.where(unfinished, state.servers.recent_start, INF), axis=1)
     base = jnp.where(count >= q, now, jnp.where(count > 0, first, now))
-    drain = jnp.sum(jnp.where(unfinished, state.recent_expected, 0.0), axis=1)
+    drain = jnp.sum(jnp.where(unfinished, state.servers.recent_expected, 0.0), axis=1)
     return jnp.maximum(now, base + drain), base
 
 
@@ -176,11 +176,11 @@ def known_finish(state: EnvState, params: EnvParams, base, server, finish, seq):
     expected (`expected_drain`). `server`, `finish`, `seq` [T]: each task's placement."""
     now, q = state.clock, params.queue_cap
     srv = jnp.maximum(server, 0)
-    n = state.n_assigned[srv][:, None]  # [T, 1]
+    n = state.servers.n_assigned[srv][:, None]  # [T, 1]
     r = jnp.arange(q)[None, :]
     number = n - 1 - jnp.remainder(n - 1 - r, q)  # placement number held by ring slot r
-    mine = (state.recent_finish[srv] > now) & (number <= seq[:, None])
-    expected = jnp.maximum(now, base[srv] + jnp.sum(jnp.where(mine, state.recent_expected[srv], 0.0), axis=1))
+    mine = (state.servers.recent_finish[srv] > now) & (number <= seq[:, None])
+    expected = jnp.maximum(now, base[srv] + jnp.sum(jnp.where(mine, state.servers.recent_expected[srv], 0.0), axis=1))
     return jnp.where(finish <= now, finish, expected)
 
 
@@ -195,10 +195,10 @@ def future_costs(state: EnvState, params: EnvParams, model, prefix_hit, evict):
     """
     t, m, k = params.max_tasks, params.n_models, params.cache_slots
     w_cur, c_cur, now = state.cur_slot, state.cur_task, state.clock
-    bank, sb = params.bank, state.slot_bank
+    bank, sb = params.bank, state.slots.bank
     widx, tidx, midx = jnp.arange(params.window), jnp.arange(t), jnp.arange(m)
-    open_slot = (state.slot_seq >= 0) & (state.slot_arrival <= now)
-    assigned = bitset.flags(state.slot_assigned, t)  # [W, T]
+    open_slot = (state.slots.seq >= 0) & (state.slots.arrival <= now)
+    assigned = bitset.flags(state.slots.assigned, t)  # [W, T]
     pend = open_slot[:, None] & (tidx[None, :] < bank.n_tasks[sb][:, None]) & ~assigned
     pend = pend & ~((widx[:, None] == w_cur) & (tidx[None, :] == c_cur))
     per_model = (pend[:, :, None] & (bank.model[sb][:, :, None] == midx)).sum(axis=1).astype(jnp.float32)  # [W, M]
@@ -208,12 +208,12 @@ def future_costs(state: EnvState, params: EnvParams, model, prefix_hit, evict):
     app_prefix = jnp.max(app_onehot * bank.prefix_tokens[sb][:, None], axis=0)  # [A]
 
     # Replicas (inactive servers hold no model and no key: reset and the mask keep them empty).
-    model_replicas = jnp.sum(state.resident, axis=0).astype(jnp.float32)
-    ck, cs = state.cache_key, state.cache_stamp
+    model_replicas = jnp.sum(state.servers.resident, axis=0).astype(jnp.float32)
+    ck, cs = state.servers.cache_key, state.servers.cache_stamp
     key_replicas = jnp.sum(ck.reshape(-1)[:, None] == jnp.arange(params.n_apps * m)[None, :], axis=0).astype(jnp.float32)
 
     share_m = jnp.minimum(1.0, per_model.sum(axis=0) / jnp.maximum(model_replicas, 1.0))
-    evict_reload = jnp.sum(jnp.where(evict, share_m[None, :] * params.load_time[state.gpu], 0.0), axis=1)
+    evict_reload = jnp.sum(jnp.where(evict, share_m[None, :] * params.load_time[state.servers.gpu], 0.0), axis=1)
 
     # Prefix keys dropped: those of evicted models, then the LRU key if this one misses a full cache.
     key_model = jnp.maximum(ck, 0) % m

@@ -139,8 +139,8 @@ class EpisodeDraw:
 
 
 @struct.dataclass
-class EnvState:
-    # servers [N, ...]
+class ServerState:
+    """What each server holds [N, ...]: its GPU, models, prefix cache and recent placements."""
     gpu: chex.Array  # int32 [N]
     active: chex.Array  # bool [N]
     free_at: chex.Array  # f32 [N]
@@ -153,20 +153,35 @@ class EnvState:
     recent_expected: chex.Array  # f32 [N,Q] their expected durations (expected output length)
     n_assigned: chex.Array  # int32 [N]
     busy: chex.Array  # f32 [N] total busy seconds
-    # workflow slots [W, ...]
-    slot_bank: chex.Array  # int32 [W]
-    slot_seq: chex.Array  # int32 [W], workflow number in the episode, -1 when empty
-    slot_arrival: chex.Array  # f32 [W]
-    slot_admit: chex.Array  # f32 [W]
-    slot_assigned: chex.Array  # uint32 [W, ceil(T / 32)]: the assigned tasks as a bitset (envs.bitset)
-    slot_next_ready: chex.Array  # f32 [W], earliest ready time among available tasks, inf if none
-    slot_next_task: chex.Array  # int32 [W]
-    slot_max_finish: chex.Array  # f32 [W]
-    # tasks [W,T]
-    task_server: chex.Array  # int32
-    task_finish: chex.Array  # f32
-    task_seq: chex.Array  # int32, the task's placement number on its server (its n_assigned then)
-    task_ready: chex.Array  # f32, max(admit, finish of assigned parents)
+
+
+@struct.dataclass
+class SlotState:
+    """The workflow window [W, ...]: which admitted workflow each slot holds and how far it is."""
+    bank: chex.Array  # int32 [W], the workflow's bank row
+    seq: chex.Array  # int32 [W], workflow number in the episode, -1 when empty
+    arrival: chex.Array  # f32 [W]
+    admit: chex.Array  # f32 [W]
+    assigned: chex.Array  # uint32 [W, ceil(T / 32)]: the assigned tasks as a bitset (envs.bitset)
+    next_ready: chex.Array  # f32 [W], earliest ready time among available tasks, inf if none
+    next_task: chex.Array  # int32 [W]
+    max_finish: chex.Array  # f32 [W]
+
+
+@struct.dataclass
+class TaskState:
+    """The tasks of the window's workflows [W, T]."""
+    server: chex.Array  # int32, -1 until placed
+    finish: chex.Array  # f32
+    seq: chex.Array  # int32, the task's placement number on its server (its n_assigned then)
+    ready: chex.Array  # f32, max(admit, finish of assigned parents)
+
+
+@struct.dataclass
+class EnvState:
+    servers: ServerState
+    slots: SlotState
+    tasks: TaskState
     # episode
     arrivals: chex.Array  # f32 [E + chunk], +inf past n_workflows
     wf_bank: chex.Array  # int32 [E], bank row of each workflow

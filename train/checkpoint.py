@@ -24,10 +24,19 @@ from orbax.checkpoint import checkpoint_managers as cm
 from train.config import CONFIG_FORMAT, FORMAT_UPGRADES
 
 FORMAT_KEY = "_format"
+RUNNER_KEY = "_runner"
+# The layout of the saved training state (params, optimizer, env states), which only an exact resume
+# reads: 1 before envs.types.EnvState grouped its fields (servers, slots, tasks), 2 since. A resume of
+# another layout stops with one line; the parameters of any layout still load for evaluation.
+RUNNER_FORMAT = 2
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint directory that cannot be used (missing, empty, unreadable, another format)."""
+
+
+class LayoutError(CheckpointError):
+    """A training state saved by a version with another layout: no older step of the run reads either."""
 
 
 def quiet_orbax() -> None:
@@ -89,7 +98,8 @@ class Checkpointer:
             metrics[self.best_metric] = float("inf")
         self.manager.save(step, args=ocp.args.Composite(
             state=ocp.args.StandardSave(runner), params=ocp.args.StandardSave(params),
-            config=ocp.args.JsonSave({**config, FORMAT_KEY: CONFIG_FORMAT})), metrics=metrics, force=True)
+            config=ocp.args.JsonSave({**config, FORMAT_KEY: CONFIG_FORMAT, RUNNER_KEY: RUNNER_FORMAT})),
+            metrics=metrics, force=True)
         self.manager.wait_until_finished()
 
     def close(self):
@@ -124,6 +134,7 @@ def best_step(directory: str, best_metric: str) -> int:
 
 def _check_format(directory: str, step: int, config: dict) -> dict:
     config = dict(config)
+    config.pop(RUNNER_KEY, None)  # read by restore_runner only
     fmt = config.pop(FORMAT_KEY, 1)
     if fmt in FORMAT_UPGRADES:  # an older layout whose meaning is known: fill in what it implied
         config = {**FORMAT_UPGRADES[fmt], **config}
@@ -153,6 +164,7 @@ def _restore(directory: str, make_args, what: str, step: int | None = None):
                 errors.append(f"step {s}: {_first_line(e)}")
                 continue
             out = dict(out)
+            out["runner_format"] = out["config"].get(RUNNER_KEY, 1)
             out["config"] = _check_format(directory, s, out["config"])
             if errors:
                 print(f"warning: {what}: fell back to step {s} of {directory!r}; newer steps unreadable: "
@@ -189,7 +201,11 @@ def restore_runner(directory: str, target, step: int | None = None):
 
     # read the config first: a checkpoint of another format or architecture fails here with one line,
     # not deep in orbax while fitting arrays of another shape
-    s, _ = load_config(directory, step)
+    s, head = _restore(directory, lambda _: ocp.args.Composite(config=ocp.args.JsonRestore()), "config", step)
+    if head["runner_format"] != RUNNER_FORMAT:
+        raise LayoutError(f"resume: {directory!r} step {s} holds the training state of another jaxsched version "
+                              f"(layout {head['runner_format']}, this code resumes layout {RUNNER_FORMAT}); its "
+                              "parameters still load for evaluation, but resuming needs a run of this version")
     s, out = _restore(directory, args, "resume", s)
     return s, out["state"], out["config"]
 

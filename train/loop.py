@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from train.checkpoint import Checkpointer, CheckpointError, restore_runner, set_aside
+from train.checkpoint import Checkpointer, CheckpointError, LayoutError, restore_runner, set_aside
 from train.checkpoint import steps as checkpoint_steps
 from train.config import PPOConfig
 from train.devices import data_sharding, runner_shardings
@@ -107,6 +107,8 @@ def restore_seeds(dirs: list[str], target) -> tuple[int, list]:
     for step in reversed(common_steps(dirs)):
         try:
             parts = [restore_runner(d, target, step)[1] for d in dirs]
+        except LayoutError:
+            raise
         except CheckpointError as e:
             errors.append(str(e))
             tried.append(step)

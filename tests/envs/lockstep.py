@@ -38,7 +38,7 @@ class Lockstep:
 
     def jax_current(self):
         w = int(self.state.cur_slot)
-        return int(self.state.slot_seq[w]), int(self.state.cur_task)
+        return int(self.state.slots.seq[w]), int(self.state.cur_task)
 
     def sync_order(self):
         """Same pending decision on both sides; a float32 near-tie may order two tasks differently."""

@@ -64,7 +64,7 @@ def test_model_that_exactly_fills_memory_stays_with_the_others():
                  arrivals=(0.0,), workflows=(w,))
     params, state, out = play(i, [0, 0, 0])
     assert [float(o[0]["decision"].load_s) > 0 for o in out] == [False, True, True]
-    assert bool(state.resident[0, M8]) and bool(state.resident[0, M14]) and bool(state.resident[0, extra])
+    assert bool(state.servers.resident[0, M8]) and bool(state.servers.resident[0, M14]) and bool(state.servers.resident[0, extra])
 
 
 def test_lru_eviction_drops_the_models_prefix_keys():
@@ -86,8 +86,8 @@ def test_lru_keeps_the_recently_used_model_when_a_load_needs_only_part_of_the_me
     params, state, out = play(inst(ws, [0.0, 10.0, 20.0, 30.0]), [0, 0, 0, 0])
     d = out[3][0]["decision"]
     assert int(d.n_evicted) == 2 and int(d.n_kept) == 1
-    assert bool(state.resident[0, m3]) and bool(state.resident[0, M32])
-    assert not bool(state.resident[0, M8]) and not bool(state.resident[0, M14])
+    assert bool(state.servers.resident[0, m3]) and bool(state.servers.resident[0, M32])
+    assert not bool(state.servers.resident[0, M8]) and not bool(state.servers.resident[0, M14])
 
 
 def test_second_task_of_app_hits_prefix():

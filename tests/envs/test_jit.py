@@ -28,7 +28,7 @@ def test_step_traces_once_across_cluster_sizes_and_loads():
         obs, state = one_reset(jax.random.PRNGKey(n), p)
         for _ in range(3):
             obs, state, *_ = one_step(jax.random.PRNGKey(0), state, jnp.argmax(obs.action_mask), p)
-        assert int(jnp.sum(state.active)) == n
+        assert int(jnp.sum(state.servers.active)) == n
 
 
 def test_padded_servers_are_never_used():
@@ -36,7 +36,7 @@ def test_padded_servers_are_never_used():
     state, metrics, dec = jax.jit(lambda k: run_episode(random_policy, k, params, record=True))(jax.random.PRNGKey(0))
     n = int(state.decisions)
     assert n > 0 and (np.asarray(dec.server[:n]) < 3).all()
-    assert not np.asarray(state.active[3:]).any()
+    assert not np.asarray(state.servers.active[3:]).any()
 
 
 def test_p95_matches_numpy():
@@ -107,7 +107,7 @@ def test_vecenv_with_a_size_per_env_keeps_each_env_at_its_size(ratio):
     stepf = jax.jit(env.step)
     ended = np.zeros(8, int)
     for i in range(120):
-        active = np.asarray(state.env.active).sum(axis=1)
+        active = np.asarray(state.env.servers.active).sum(axis=1)
         live = ~np.asarray(state.done)
         assert (active[live] == np.asarray(sizes)[live]).all()
         assert (np.asarray(obs.globals)[live, GLOBAL["n_active"]] == np.asarray(sizes)[live]).all()

@@ -31,10 +31,10 @@ def setup(window: int):
             live = ~state.done
             mask = obs.action_mask
             obs, state, reward, done, info = step(k, state, action, params)
-            used = jnp.sum(jnp.where(state.resident, params.model_mem[None, :], 0.0), axis=1)
-            cap = params.mem_headroom * params.gpu_mem[state.gpu]
+            used = jnp.sum(jnp.where(state.servers.resident, params.model_mem[None, :], 0.0), axis=1)
+            cap = params.mem_headroom * params.gpu_mem[state.servers.gpu]
             rec = dict(live=live, action=action, mask=mask, reward=reward, decision=info["decision"],
-                       over_memory=jnp.max(jnp.where(state.active, used - cap, -1.0)))
+                       over_memory=jnp.max(jnp.where(state.servers.active, used - cap, -1.0)))
             return (obs, state), rec
 
         (obs, state), recs = jax.lax.scan(body, (obs, state), jax.random.split(k1, max_decisions(params)))

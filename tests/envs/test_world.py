@@ -84,7 +84,7 @@ def test_gpu_lists_and_mixes_are_checked():
 
     params = make_params(build_world(EnvConfig(n_servers=24, bank_size=8), gpu_mix="H200=1,L4=3"))
     _, state = reset(jax.random.PRNGKey(0), params)
-    assert {NAMES[int(g)] for g in state.gpu} == {"H200", "L4"}
+    assert {NAMES[int(g)] for g in state.servers.gpu} == {"H200", "L4"}
 
 
 def test_workflow_files_replace_the_bank_and_name_the_option_on_errors(tmp_path):

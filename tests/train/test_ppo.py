@@ -286,3 +286,20 @@ def test_checkpoints_keep_the_latest_and_the_best(tmp_path):
     assert sorted(int(s) for s in os.listdir(tmp_path) if s.isdigit()) == [2, 3, 4]  # best (0.3) and the latest two
     step, params, config = load_params(str(tmp_path))
     assert step == 4 and np.asarray(params["w"]).tolist() == [4, 4] and config == {"seed": 0}
+
+
+def test_a_training_state_of_another_layout_is_refused_on_resume_and_its_parameters_still_load(straight, tmp_path,
+                                                                                              capsys, monkeypatch):
+    from train import checkpoint as C
+    from train.policies import load_policy
+
+    run_dir = str(tmp_path / "copy")
+    shutil.copytree(straight["run_dir"], run_dir)
+    monkeypatch.setattr(C, "RUNNER_FORMAT", C.RUNNER_FORMAT + 1)  # as a later version would read this run
+    with pytest.raises(SystemExit) as e:
+        run(["--wandb_mode=disabled", "--progress=false", f"--resume={run_dir}", "--total_updates=6"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and f"layout {C.RUNNER_FORMAT - 1}, this code resumes layout {C.RUNNER_FORMAT}" in err
+    assert "Traceback" not in err and "fell back" not in err
+    assert sorted(int(s) for s in os.listdir(run_dir) if s.isdigit()) == [2, 4]  # nothing set aside or written
+    assert same_tree(load_policy(run_dir).params, straight["params"])
