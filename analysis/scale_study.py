@@ -147,7 +147,8 @@ def test_scores(p: StudyPreset, policies) -> dict[int, np.ndarray]:
 
     One program per N, sized to that N, for all seeds at once. (A single program padded to the largest N,
     as periodic evaluation uses, steps every episode at the largest width until the longest episode
-    ends: measured 3.2x slower at N=16..128. A seed's episode is the same either way.)"""
+    ends: 2.5x slower at N=16..128 by `python -m analysis.bench_scoring`. A seed's episode is the same
+    either way: tests/train/test_policy_eval.py.)"""
     from train.policy_eval import PolicyEvaluator
 
     base = policies[0].eval_env(TEST.workload_seed)
