@@ -21,7 +21,7 @@ runs it and nothing else:
    `shift_per_seed.json` and `report.md`, written atomically.
 
     python -m analysis.scale_study --preset tiny --out results/study-tiny   # minutes: checks the pipeline
-    python -m analysis.scale_study --preset cpu  --out results/study-cpu    # the 2-core CPU, about 4 h 30 min (measured)
+    python -m analysis.scale_study --preset cpu  --out results/study-cpu    # the 2-core CPU, about 2 h 20 min (measured)
     python -m analysis.scale_study --preset gpu  --out results/study-gpu    # the study as registered
 """
 
@@ -68,8 +68,8 @@ class StudyPreset:
 PRESETS = {
     "tiny": StudyPreset("cpu-quick", 4, (4, 8), 8, seeds=3, first_seed=1000, test_episodes=4, probe_episodes=2,
                         probe_decisions=16, reps=500),
-    # the CPU budget (measured 2026-12-02 on 2 cores: training about 55 min for the four variants, then about 55 min
-    # per variant for test scoring, probe and shift, so about 4 h 30 min in all): 32 seeds at a third
+    # the CPU budget (measured 2026-12-02 on 2 cores at abe0eab: training about 13-17 min a variant, then 17-23 min
+    # per variant for test scoring, probe and shift, so about 2 h 20 min in all): 32 seeds at a third
     # of the cpu preset's updates; undertrained policies, so read its interval as what the CPU reaches, the gpu preset as the study
     "cpu": StudyPreset("cpu", 16, (16, 32, 48, 64, 128), 48, seeds=32, first_seed=1000, test_episodes=32,
                        probe_episodes=4, probe_decisions=64, reps=10_000, train_overrides={"total_updates": 24}),
