@@ -195,12 +195,17 @@ def probe(p: StudyPreset, policies) -> dict[int, dict[str, list[float]]]:
     return out
 
 
+def study_key(p: StudyPreset, preset: str) -> dict:
+    """The study preset as saved results record it (JSON types: tuples as lists)."""
+    return {"preset": preset, "study": json.loads(json.dumps(asdict(p)))}
+
+
 def scored_key(p: StudyPreset, preset: str, variant: str) -> dict:
     """What a variant's test-split results depend on: the study preset and the variant's training options
     (training is deterministic given them; where the runs are written and logged is not part of it)."""
     argv = [a for a in train_argv(p, variant, "", "disabled")
             if not a.startswith(("--checkpoint_dir=", "--wandb_"))]
-    return {"preset": preset, "study": json.loads(json.dumps(asdict(p))), "train": argv}
+    return {**study_key(p, preset), "train": argv}
 
 
 def params_digest(policies) -> str:
@@ -408,7 +413,7 @@ def main(argv=None) -> dict:
     t0 = time.time()
     scores, per_seed, probes, shifts, scoring_s = {}, {}, {}, {}, {}
     heur_path = os.path.join(a.out, "scored", "heuristics.json")
-    heur_key = {"preset": a.preset, "study": json.loads(json.dumps(asdict(p)))}
+    heur_key = study_key(p, a.preset)
     heur_saved = load_scored(heur_path, heur_key, None)
     heur = None if heur_saved is None else {k: {int(n): x for n, x in d.items()} for k, d in heur_saved["scores"].items()}
     for v in VARIANTS:  # each variant trained, scored and saved before the next: a study can span sessions

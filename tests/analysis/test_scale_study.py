@@ -155,7 +155,7 @@ def test_saved_scores_resume_a_study_without_its_runs(tmp_path):
         (out / "scored").mkdir(parents=True, exist_ok=True)
         (out / "scored" / f"{v}.json").write_text(json.dumps(d))
     heur = {"fate_lite": {str(n): 1.1 for n in p.eval_servers}, "round_robin": {str(n): 4.0 for n in p.eval_servers}}
-    heur_key = {"preset": "tiny", "study": json.loads(json.dumps(SS.asdict(p)))}
+    heur_key = SS.study_key(p, "tiny")
     (out / "scored" / "heuristics.json").write_text(json.dumps({"key": heur_key, "scores": heur}))
     summary = SS.main(["--preset", "tiny", "--out", str(out)])
     assert not (out / "runs").exists()  # nothing was trained
