@@ -133,8 +133,9 @@ def zero_invalid(tree, valid):
     return jax.tree.map(one, tree)
 
 
-def ppo_loss_terms(params, net: SchedulerNet, batch, config: PPOConfig, hyper: dict):
-    """(PPO part, SRR decorrelation, SRR KL, stats): the loss's three parts, unweighted SRR terms."""
+def ppo_part(params, net: SchedulerNet, batch, config: PPOConfig, hyper: dict):
+    """(PPO loss, attention feature h [B, d], row weights [B], stats). The stats' SRR and feature
+    values are computed on stop_gradient(h): logging them costs no backward pass."""
     valid = batch[0].valid
     traj, advantages, targets = zero_invalid(batch, valid)
     w = valid.astype(jnp.float32)
@@ -151,19 +152,42 @@ def ppo_loss_terms(params, net: SchedulerNet, batch, config: PPOConfig, hyper: d
     critic = 0.5 * masked_mean(jnp.maximum((value - targets) ** 2, (v_clip - targets) ** 2), w)
     probs = jnp.exp(logp_all)
     entropy = -masked_mean(jnp.sum(jnp.where(traj.obs.action_mask, probs * logp_all, 0.0), axis=1), w)
-    _, srr_terms = srr_loss(aux["h"], 0.0, 0.0, weights=w)
+    h = aux["h"]
+    h_logged = jax.lax.stop_gradient(h)
+    _, srr_terms = srr_loss(h_logged, 0.0, 0.0, weights=w)
     ppo = actor + config.vf_coef * critic - hyper["ent_coef"] * entropy
     stats = {"loss/ppo": ppo, "loss/actor": actor, "loss/critic": critic, "loss/entropy": entropy,
              "loss/approx_kl": masked_mean((ratio - 1) - jnp.log(ratio), w),
              "loss/clip_frac": masked_mean((jnp.abs(ratio - 1) > config.clip_eps).astype(jnp.float32), w),
              **{f"srr/{k[4:]}": v for k, v in srr_terms.items()},
-             **{f"feature/{k}": v for k, v in feature_stats(aux["h"], weights=w).items()}}
-    return ppo, srr_terms["srr_decorrelation"], srr_terms["srr_kl"], stats
+             **{f"feature/{k}": v for k, v in feature_stats(h_logged, weights=w).items()}}
+    return ppo, h, w, stats
+
+
+def ppo_loss_terms(params, net: SchedulerNet, batch, config: PPOConfig, hyper: dict):
+    """(PPO part, SRR decorrelation, SRR KL, stats): the loss's three parts, unweighted SRR terms,
+    each differentiable (the per-part gradient norms need all three)."""
+    ppo, h, w, stats = ppo_part(params, net, batch, config, hyper)
+    _, terms = srr_loss(h, 0.0, 0.0, weights=w)
+    return ppo, terms["srr_decorrelation"], terms["srr_kl"], stats
+
+
+def srr_penalty(h, w, hyper: dict):
+    """The weighted SRR loss on h, behind a `lax.cond` on its weights: at weight 0 (the default)
+    neither it nor its backward pass (a 64x64 log-determinant's inverse, the correlation matrix)
+    is computed. Under a vmap over seeds the predicate is batched and the cond runs both branches,
+    which costs what the ungated sum did."""
+    dec_w, kl_w = hyper["srr_decorrelation"], hyper["srr_kl"]
+
+    def on(h):
+        return srr_loss(h, dec_w, kl_w, weights=w)[0]
+
+    return jax.lax.cond((dec_w != 0) | (kl_w != 0), on, lambda h: jnp.zeros((), h.dtype), h)
 
 
 def ppo_loss(params, net: SchedulerNet, batch, config: PPOConfig, hyper: dict):
-    ppo, dec, kl, stats = ppo_loss_terms(params, net, batch, config, hyper)
-    total = ppo + hyper["srr_decorrelation"] * dec + hyper["srr_kl"] * kl
+    ppo, h, w, stats = ppo_part(params, net, batch, config, hyper)
+    total = ppo + srr_penalty(h, w, hyper)
     return total, {"loss/total": total, **stats}
 
 

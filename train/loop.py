@@ -38,7 +38,7 @@ from train.checkpoint import Checkpointer, CheckpointError, LayoutError, restore
 from train.checkpoint import steps as checkpoint_steps
 from train.config import PPOConfig
 from train.devices import data_sharding, runner_shardings
-from train.learner import hyper_from, make_train
+from train.learner import RunnerState, hyper_from, make_train
 from train.policy_eval import PolicyEvaluator
 from train.tracking import Tracker, jsonable, write_run_file
 
@@ -129,8 +129,17 @@ def over_seeds(fn, mode: str):
         out = fn(jax.tree.map(lambda x: x[0], tree))
         return jax.tree.map(lambda x: x[None], out)
 
+    def batched(tree):
+        if isinstance(tree, RunnerState):
+            # every seed holds the same hyperparameters (run() and the bench set them from one config):
+            # passed unbatched, the learner's lax.cond on the SRR weights stays a branch (skipping the SRR
+            # terms at weight 0) instead of becoming a select that computes both sides for every seed
+            hyper = jax.tree.map(lambda x: x[0], tree.hyper)
+            return jax.vmap(lambda r: fn(r._replace(hyper=hyper)))(tree._replace(hyper=None))
+        return jax.vmap(fn)(tree)
+
     if mode == "vmap":
-        return lambda tree: one(tree) if jax.tree.leaves(tree)[0].shape[0] == 1 else jax.vmap(fn)(tree)
+        return lambda tree: one(tree) if jax.tree.leaves(tree)[0].shape[0] == 1 else batched(tree)
     return lambda tree: one(tree) if jax.tree.leaves(tree)[0].shape[0] == 1 else jax.lax.map(fn, tree)
 
 

@@ -153,3 +153,58 @@ def test_gae_matches_a_plain_loop_without_waits():
         want[t] = nxt_a
         nxt_v = value[t]
     np.testing.assert_allclose(np.asarray(adv), want, rtol=1e-5, atol=1e-5)
+
+
+def test_srr_gate_drops_the_terms_only_at_weight_zero(rollout):
+    """`srr_penalty` skips the SRR terms (and their backward pass) when both weights are 0: the
+    gradient is then the PPO part's alone, and with either weight nonzero it is the full sum."""
+    from train.learner import ppo_part
+
+    trainer, runner, traj, last_value = rollout
+    adv, targets = gae(traj, last_value, discounts(traj, WAITS), WAITS.gae_lambda)
+    batch = jax.tree.map(lambda x: jnp.reshape(x, (-1,) + x.shape[2:]), (traj, adv, targets))
+    params = runner.train_state.params
+
+    def reference(p, hyper):  # the ungated sum, written out
+        ppo, h, w, _ = ppo_part(p, trainer.net, batch, WAITS, hyper)
+        return (ppo + hyper["srr_decorrelation"] * srr.decorrelation_loss(h, weights=w)
+                + hyper["srr_kl"] * srr.gaussian_kl(h, weights=w))
+
+    for dec, kl in ((0.0, 0.0), (0.5, 0.0), (0.0, 0.05), (0.5, 0.05)):
+        hyper = dict(runner.hyper, srr_decorrelation=jnp.float32(dec), srr_kl=jnp.float32(kl))
+        got = jax.jit(jax.grad(lambda p, hyper=hyper: ppo_loss(p, trainer.net, batch, WAITS, hyper)[0]))(params)
+        want = jax.jit(jax.grad(lambda p, hyper=hyper: reference(p, hyper)))(params)
+        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-7, err_msg=f"{dec}, {kl}")
+        if dec or kl:  # and the SRR part is really there (the comparison above is not vacuous)
+            ppo_only = jax.jit(jax.grad(lambda p, hyper=hyper: ppo_part(p, trainer.net, batch, WAITS, hyper)[0]))(params)
+            assert any(not np.allclose(np.asarray(a), np.asarray(b), rtol=1e-3, atol=1e-6)
+                       for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(ppo_only))), (dec, kl)
+
+
+def count_primitive(jaxpr, name: str) -> int:
+    """Occurrences of a primitive in a closed jaxpr, sub-jaxprs (scan, cond, jit bodies) included."""
+    n = 0
+    for eqn in jaxpr.eqns:
+        n += eqn.primitive.name == name
+        for v in eqn.params.values():
+            for sub in (v if isinstance(v, (list, tuple)) else [v]):
+                inner = getattr(sub, "jaxpr", None)
+                if inner is not None:
+                    n += count_primitive(inner if hasattr(inner, "eqns") else inner.jaxpr, name)
+    return n
+
+
+def test_k_seed_programs_keep_the_srr_gate_a_branch():
+    """Batched over seeds, a cond whose predicate depends on batched data becomes a select that runs
+    both sides; `over_seeds` passes the (shared) hyperparameters unbatched, so the K-seed update
+    holds exactly the conds of the one-seed update and skips the SRR terms at weight 0 too."""
+    from train.loop import over_seeds
+
+    trainer = make_train(WAITS)
+    runner = jax.vmap(trainer.init)(jnp.stack([jax.random.PRNGKey(0), jax.random.PRNGKey(1)]))
+    one = count_primitive(jax.make_jaxpr(trainer.update)(jax.tree.map(lambda x: x[0], runner)).jaxpr, "cond")
+    many = count_primitive(jax.make_jaxpr(over_seeds(trainer.update, "vmap"))(runner).jaxpr, "cond")
+    batched = count_primitive(jax.make_jaxpr(jax.vmap(trainer.update))(runner).jaxpr, "cond")
+    assert one >= 1 and many == one
+    assert batched < one  # what the test guards against: with batched hyperparameters the gate is a select
