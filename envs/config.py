@@ -309,6 +309,10 @@ def make_params(config: EnvConfig | None = None) -> EnvParams:
     params_b = np.array([m.params_b for m in config.models], np.float32)
     f32 = lambda x: jnp.asarray(np.asarray(x, np.float32))  # noqa: E731
     e = config.workflow_bound
+    valid = np.arange(t)[None, :] < bank.n_tasks[:, None]
+    model_count = (valid[:, :, None] & (bank.model[:, :, None] == np.arange(len(config.models)))).sum(axis=1)
+    app_prefix = np.zeros(len(bank.app_names), np.float32)
+    app_prefix[bank.app] = bank.prefix_tokens  # one system prompt per app (the bank checks it)
     return EnvParams(
         max_servers=config.padded_servers, max_tasks=t, window=config.window_capacity,
         max_workflows=e, n_gpu_types=len(config.gpus), n_models=len(config.models),
@@ -333,6 +337,7 @@ def make_params(config: EnvConfig | None = None) -> EnvParams:
             depth=jnp.asarray(derived["depth"]), path_remaining=f32(derived["path_remaining"]),
             lower_bound=f32(derived["lower_bound"]), root_delay=f32(derived["root_delay"]),
             root_task=jnp.asarray(derived["root_task"]), edges=jnp.asarray(edges), n_edges=jnp.asarray(n_edges),
+            model_count=jnp.asarray(model_count.astype(np.int32)), app_prefix=f32(app_prefix),
         )),
         net_latency_s=f32(config.net_latency_s), task_overhead_s=f32(config.task_overhead_s),
         mem_headroom=f32(config.mem_headroom), reward_scale=f32(config.reward_scale),

@@ -148,7 +148,8 @@ def reset_from(params: EnvParams, draw: EpisodeDraw) -> tuple[Observation, EnvSt
         server=jnp.full((w_slots, t), -1, jnp.int32), finish=jnp.zeros((w_slots, t), jnp.float32),
         seq=jnp.zeros((w_slots, t), jnp.int32), ready=ready0)
     state = EnvState(
-        servers=servers, slots=slots, tasks=tasks,
+        servers=servers, slots=slots, tasks=tasks, key_copies=jnp.zeros(params.n_apps * m, jnp.int32),
+        key_pending=jnp.zeros(params.n_apps * m, jnp.int32),
         arrivals=arrivals, wf_bank=wf_bank, next_admit=jnp.sum(occupied).astype(jnp.int32),
         n_arrived=jnp.int32(0), n_completed=jnp.int32(0), decisions=jnp.int32(0), clock=jnp.float32(0.0),
         pending_cost=jnp.float32(0.0), cur_slot=jnp.int32(0), cur_task=jnp.int32(0), done=jnp.bool_(False),
@@ -158,8 +159,23 @@ def reset_from(params: EnvParams, draw: EpisodeDraw) -> tuple[Observation, EnvSt
     t0, w0, c0 = select_next(state)
     # Workflows are open from arrival; charge [0, t0] to the first step's reward.
     cost, n_arrived = open_cost(params, state, state.next_admit, jnp.float32(0.0), t0, jnp.int32(0))
-    state = state.replace(clock=t0, cur_slot=w0, cur_task=c0, pending_cost=cost, n_arrived=n_arrived)
+    key_pending = add_opened(params, wf_bank, state.key_pending, jnp.int32(0), jnp.minimum(n_arrived, state.next_admit))
+    state = state.replace(clock=t0, cur_slot=w0, cur_task=c0, pending_cost=cost, n_arrived=n_arrived,
+                          key_pending=key_pending)
     return observe(state, params), state
+
+
+def add_opened(params: EnvParams, wf_bank, key_pending, lo, hi):
+    """`key_pending` plus the tasks of workflows lo .. hi - 1, which just became open (arrived and
+    admitted; none of their tasks is assigned yet). Usually zero or one workflow per step."""
+    apps = jnp.arange(params.n_apps)[:, None]
+
+    def add(carry):
+        j, kp = carry
+        b = wf_bank[j]
+        return j + 1, kp + jnp.where(apps == params.bank.app[b], params.bank.model_count[b][None, :], 0).reshape(-1)
+
+    return lax.while_loop(lambda c: c[0] < hi, add, (lo, key_pending))[1]
 
 
 def open_cost(params: EnvParams, state: EnvState, next_admit, t0, t1, n_arrived):
@@ -242,6 +258,11 @@ def step(key, state: EnvState, action, params: EnvParams) -> tuple[Observation, 
     kidx = jnp.arange(ck.shape[0])
     ck = jnp.where(kidx == ins, key_am, ck)
     cs = jnp.where(kidx == ins, state.decisions, cs)
+    # servers holding each key: server s's row goes from its old keys to ck (K is small: unrolled)
+    keys = jnp.arange(params.n_apps * m)
+    old_ck = state.servers.cache_key[s]
+    key_delta = sum((ck[i] == keys).astype(jnp.int32) - (old_ck[i] == keys).astype(jnp.int32)
+                    for i in range(ck.shape[0]))
 
     # --- duration (spec: load + prompt / prefill + output / decode + overhead) ---
     pre, dec = params.prefill_rate[g, model], params.decode_rate[g, model]
@@ -258,7 +279,7 @@ def step(key, state: EnvState, action, params: EnvParams) -> tuple[Observation, 
 
     sv = state.servers
     ring = jnp.arange(params.queue_cap) == sv.n_assigned[s] % params.queue_cap
-    st = state.replace(servers=sv.replace(
+    st = state.replace(key_copies=state.key_copies + jnp.where(live, key_delta, 0), servers=sv.replace(
         free_at=at_s(sv.free_at, finish),
         resident=at_s(sv.resident, new_res),
         model_stamp=at_s(sv.model_stamp, new_stamp),
@@ -330,6 +351,11 @@ def step(key, state: EnvState, action, params: EnvParams) -> tuple[Observation, 
     done = ~jnp.isfinite(t1)
     t1 = jnp.where(done, state.clock, t1)
     cost, n_arrived = open_cost(params, st, st.next_admit, state.clock, t1, state.n_arrived)
+    # pending tasks per key: this one is placed; workflows that arrived or were admitted since open up
+    n_arrived = jnp.where(live, n_arrived, state.n_arrived)
+    key_pending = state.key_pending - ((keys == key_am) & live)
+    key_pending = add_opened(params, st.wf_bank, key_pending, jnp.minimum(state.n_arrived, state.next_admit),
+                             jnp.minimum(n_arrived, st.next_admit))
     completion = jnp.where(complete, max_finish - state.clock, 0.0)
     reward = -(cost + completion + state.pending_cost) / params.reward_scale
     reward = jnp.where(live, reward, 0.0)
@@ -340,7 +366,8 @@ def step(key, state: EnvState, action, params: EnvParams) -> tuple[Observation, 
     new_top = jnp.where(kk < pos, top, jnp.where(kk == pos, response, shifted))
     got = complete & live
     st = st.replace(
-        n_arrived=jnp.where(live, n_arrived, state.n_arrived),
+        n_arrived=n_arrived,
+        key_pending=key_pending,
         n_completed=state.n_completed + got,
         decisions=state.decisions + live,
         clock=jnp.where(live, t1, state.clock),

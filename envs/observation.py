@@ -6,6 +6,9 @@ share it and it can be recomputed for any state.
 
 from __future__ import annotations
 
+import functools
+import operator
+
 import jax
 import jax.numpy as jnp
 
@@ -17,6 +20,14 @@ from envs.types import DagView, EnvParams, EnvState, Observation
 INF = float("inf")
 
 KTOK = 1e-3
+UNROLL_TASKS = 32  # up to this many tasks, sums over a workflow's tasks are unrolled (see `fold`)
+
+
+def fold(op, x):
+    """Reduce the last axis of `x` with `op`, unrolled. For the small axes here (models, cache
+    slots, ring slots) XLA on a CPU turns `jnp.sum(..., axis=-1)` into a materialized temporary and a
+    separate reduction kernel; unrolled, the reduction fuses with the expression that feeds it."""
+    return functools.reduce(op, [x[..., i] for i in range(x.shape[-1])])
 
 
 def observe(state: EnvState, params: EnvParams) -> Observation:
@@ -58,7 +69,7 @@ def observe(state: EnvState, params: EnvParams) -> Observation:
     dec = params.decode_rate[gpu, model]
     resident = state.servers.resident[:, model]
     app = row.app
-    prefix_hit = jnp.any(state.servers.cache_key == app * m + model, axis=1)
+    prefix_hit = fold(operator.or_, state.servers.cache_key == app * m + model)
     adjacency = bitset.flags(row.parents, t).T  # [p, c]
     # The children's other parents that are already placed: where the children will find inputs.
     # Information rule: an unfinished co-parent counts with its expected output.
@@ -67,11 +78,15 @@ def observe(state: EnvState, params: EnvParams) -> Observation:
     known_out = jnp.where(p_fin <= now, row.output, row.expected_output)
     # Local parents (same server, same model: spec v2) tokens and count per server, and co-parents'
     # tokens, as one [3, T] x [T, N] product. The current task's parents have all finished.
-    placed = (p_srv[:, None] == sidx[None, :]).astype(jnp.float32)  # [T, N]
     pf = (is_parent & (row.model == model)).astype(jnp.float32)
-    local_tok, n_local, child_co_tok = jnp.matmul(
-        jnp.stack([row.output * pf, pf, known_out * co_parent]), placed,
-        precision=jax.lax.Precision.HIGHEST)  # exact token counts (no TF32 on GPUs)
+    per_task = jnp.stack([row.output * pf, pf, known_out * co_parent])  # [3, T]
+    if t <= UNROLL_TASKS:  # unrolled over tasks: fuses, where a small batched matmul is a kernel of its own
+        local_tok, n_local, child_co_tok = fold(operator.add, jnp.where(
+            (p_srv[None, :] == sidx[:, None])[None], per_task[:, None, :], 0.0))
+    else:
+        placed = (p_srv[:, None] == sidx[None, :]).astype(jnp.float32)  # [T, N]
+        local_tok, n_local, child_co_tok = jnp.matmul(
+            per_task, placed, precision=jax.lax.Precision.HIGHEST)  # exact token counts (no TF32 on GPUs)
     remote_tok = parent_tok - local_tok
     # When would the parents' outputs be on server s? The latest parent (finish f1, on s1) is
     # local only to s1; there, the latest remote parent (f2) may still bind. O(T + N), no [N, T] pass.
@@ -87,7 +102,7 @@ def observe(state: EnvState, params: EnvParams) -> Observation:
     load = jnp.where(resident, 0.0, params.load_time[gpu, model])
     prompt = row.input_tokens[c] + jnp.where(prefix_hit, 0.0, row.prefix_tokens) + remote_tok
     est_dur = load + prompt / pre + row.expected_output[c] / dec + params.task_overhead_s
-    used = jnp.sum(jnp.where(state.servers.resident, params.model_mem[None, :], 0.0), axis=1)
+    used = fold(operator.add, jnp.where(state.servers.resident, params.model_mem[None, :], 0.0))
     cap = params.mem_headroom * params.gpu_mem[gpu]
     evict = jax.vmap(lru_evictions, in_axes=(0, 0, None, None, 0))(
         state.servers.resident, state.servers.model_stamp, model, params.model_mem, cap)  # [N, M]: what loading here evicts
@@ -109,8 +124,8 @@ def observe(state: EnvState, params: EnvParams) -> Observation:
         load,
         est_start - now,
         est_start + est_dur - now,
-        jnp.sum(state.servers.recent_finish > now, axis=1).astype(jnp.float32),
-        jnp.sum(state.servers.resident, axis=1).astype(jnp.float32),
+        fold(operator.add, (state.servers.recent_finish > now).astype(jnp.float32)),
+        fold(operator.add, state.servers.resident.astype(jnp.float32)),
         evict_reload,
         prefix_churn * KTOK,
         child_co_tok * KTOK,
@@ -164,10 +179,10 @@ def expected_drain(state: EnvState, params: EnvParams):
     """
     now, q = state.clock, params.queue_cap
     unfinished = state.servers.recent_finish > now  # [N, Q]
-    count = jnp.sum(unfinished, axis=1)
-    first = jnp.min(jnp.where(unfinished, state.servers.recent_start, INF), axis=1)
+    count = fold(operator.add, unfinished.astype(jnp.int32))
+    first = fold(jnp.minimum, jnp.where(unfinished, state.servers.recent_start, INF))
     base = jnp.where(count >= q, now, jnp.where(count > 0, first, now))
-    drain = jnp.sum(jnp.where(unfinished, state.servers.recent_expected, 0.0), axis=1)
+    drain = fold(operator.add, jnp.where(unfinished, state.servers.recent_expected, 0.0))
     return jnp.maximum(now, base + drain), base
 
 
@@ -180,7 +195,7 @@ def known_finish(state: EnvState, params: EnvParams, base, server, finish, seq):
     r = jnp.arange(q)[None, :]
     number = n - 1 - jnp.remainder(n - 1 - r, q)  # placement number held by ring slot r
     mine = (state.servers.recent_finish[srv] > now) & (number <= seq[:, None])
-    expected = jnp.maximum(now, base[srv] + jnp.sum(jnp.where(mine, state.servers.recent_expected[srv], 0.0), axis=1))
+    expected = jnp.maximum(now, base[srv] + fold(operator.add, jnp.where(mine, state.servers.recent_expected[srv], 0.0)))
     return jnp.where(finish <= now, finish, expected)
 
 
@@ -192,36 +207,30 @@ def future_costs(state: EnvState, params: EnvParams, model, prefix_hit, evict):
     A model (or prefix key) dropped by the placement matters in proportion to the pending
     tasks that need it per server still holding it, capped at one reload. Returns
     (reload seconds of evicted models on this server, prefix tokens of dropped keys).
+
+    The counts per key come from the state (`key_pending`, `key_copies`, kept by the step), so the
+    cost here is O(N * (K + M) + A * M), not a pass over every task of the window and every cache.
     """
-    t, m, k = params.max_tasks, params.n_models, params.cache_slots
-    w_cur, c_cur, now = state.cur_slot, state.cur_task, state.clock
-    bank, sb = params.bank, state.slots.bank
-    widx, tidx, midx = jnp.arange(params.window), jnp.arange(t), jnp.arange(m)
-    open_slot = (state.slots.seq >= 0) & (state.slots.arrival <= now)
-    assigned = bitset.flags(state.slots.assigned, t)  # [W, T]
-    pend = open_slot[:, None] & (tidx[None, :] < bank.n_tasks[sb][:, None]) & ~assigned
-    pend = pend & ~((widx[:, None] == w_cur) & (tidx[None, :] == c_cur))
-    per_model = (pend[:, :, None] & (bank.model[sb][:, :, None] == midx)).sum(axis=1).astype(jnp.float32)  # [W, M]
-    app_w = bank.app[sb]
-    app_onehot = (app_w[:, None] == jnp.arange(params.n_apps)[None, :]).astype(jnp.float32)  # [W, A]
-    key_pending = (app_onehot.T @ per_model).reshape(-1)  # [A * M], key = app * M + model
-    app_prefix = jnp.max(app_onehot * bank.prefix_tokens[sb][:, None], axis=0)  # [A]
+    m, k = params.n_models, params.cache_slots
+    keys = jnp.arange(params.n_apps * m)
+    current = keys == params.bank.app[state.slots.bank[state.cur_slot]] * m + model
+    key_pending = (state.key_pending - current).astype(jnp.float32)  # [A * M], the current task excluded
 
     # Replicas (inactive servers hold no model and no key: reset and the mask keep them empty).
     model_replicas = jnp.sum(state.servers.resident, axis=0).astype(jnp.float32)
+    key_replicas = state.key_copies.astype(jnp.float32)
     ck, cs = state.servers.cache_key, state.servers.cache_stamp
-    key_replicas = jnp.sum(ck.reshape(-1)[:, None] == jnp.arange(params.n_apps * m)[None, :], axis=0).astype(jnp.float32)
 
-    share_m = jnp.minimum(1.0, per_model.sum(axis=0) / jnp.maximum(model_replicas, 1.0))
-    evict_reload = jnp.sum(jnp.where(evict, share_m[None, :] * params.load_time[state.servers.gpu], 0.0), axis=1)
+    share_m = jnp.minimum(1.0, fold(operator.add, key_pending.reshape(-1, m).T) / jnp.maximum(model_replicas, 1.0))
+    evict_reload = fold(operator.add, jnp.where(evict, share_m[None, :] * params.load_time[state.servers.gpu], 0.0))
 
     # Prefix keys dropped: those of evicted models, then the LRU key if this one misses a full cache.
     key_model = jnp.maximum(ck, 0) % m
-    drop = (ck >= 0) & jnp.take_along_axis(evict, key_model, axis=1)
-    full = jnp.all((ck >= 0) & ~drop, axis=1)
+    drop = (ck >= 0) & fold(operator.or_, jnp.stack([(key_model == j) & evict[:, j:j + 1] for j in range(m)], -1))
+    full = fold(operator.and_, (ck >= 0) & ~drop)
     lru = jnp.argmin(cs, axis=1)
     drop = drop | ((~prefix_hit & full)[:, None] & (jnp.arange(k)[None, :] == lru[:, None]))
-    kk = jnp.maximum(ck, 0)
-    share_k = jnp.minimum(1.0, key_pending[kk] / jnp.maximum(key_replicas[kk], 1.0))
-    prefix_churn = jnp.sum(jnp.where(drop, share_k * app_prefix[kk // m], 0.0), axis=1)
+    # per key: its share of one reload, times its app's prefix; then one gather at the cache entries
+    key_cost = jnp.minimum(1.0, key_pending / jnp.maximum(key_replicas, 1.0)) * jnp.repeat(params.bank.app_prefix, m)
+    prefix_churn = fold(operator.add, jnp.where(drop, key_cost[jnp.maximum(ck, 0)], 0.0))
     return evict_reload, prefix_churn

@@ -11,9 +11,11 @@ def lru_evictions(resident, stamp, model, model_mem, cap):
     `resident` bool [M] and `stamp` int32 [M] (last use) of that server, `cap` its usable memory.
     Returns bool [M]; all False when `model` is already resident.
     """
-    midx = jnp.arange(resident.shape[-1])
+    m = resident.shape[-1]
+    midx = jnp.arange(m)
     others = resident & (midx != model)
-    older = others[None, :] & (stamp[None, :] < stamp[:, None])  # [i, j]: j was used before i
-    freed_before = jnp.sum(jnp.where(older, model_mem[None, :], 0.0), axis=1)
-    used = jnp.sum(jnp.where(resident, model_mem, 0.0))
+    # Memory freed by evicting every model used before model i; M is small, so the sums over
+    # models are unrolled: one fused elementwise pass instead of an [M, M] temporary and a reduce.
+    freed_before = sum(jnp.where(others[j] & (stamp[j] < stamp), model_mem[j], 0.0) for j in range(m))
+    used = sum(jnp.where(resident[j], model_mem[j], 0.0) for j in range(m))
     return ~resident[model] & others & (used - freed_before + model_mem[model] > cap)

@@ -43,6 +43,8 @@ class BankArrays:
     # The observation hands it to policies as is, so a graph network's work follows the real edges.
     edges: chex.Array = None
     n_edges: chex.Array = None  # [B] int32
+    model_count: chex.Array = None  # [B, M] int32: tasks per model (a fresh slot's pending counts)
+    app_prefix: chex.Array = None  # [A] f32: each app's system-prompt tokens (one per app)
     # All of the above in one [B, T, len(PACKED_COLUMNS) + W] f32 array (ints bit-cast, per-workflow
     # values repeated over T, the parent words last), so the step fetches a workflow with one gather.
     packed: chex.Array = None
@@ -62,7 +64,7 @@ class BankArrays:
             cols[name] = col[..., 0] if name in WORKFLOW_COLUMNS else col
         cols["parents"] = jax.lax.bitcast_convert_type(r[..., len(PACKED_COLUMNS):], jnp.uint32)
         return BankArrays(**cols, root_delay=self.root_delay[b], root_task=self.root_task[b], edges=self.edges[b],
-                          n_edges=self.n_edges[b])
+                          n_edges=self.n_edges[b], model_count=self.model_count[b], app_prefix=self.app_prefix)
 
 
 PACKED_COLUMNS = ("model", "input_tokens", "expected_output", "output", "tool_delay", "n_children",
@@ -182,6 +184,12 @@ class EnvState:
     servers: ServerState
     slots: SlotState
     tasks: TaskState
+    # Counts per prefix key app * M + model, kept by the step so the observation's future-cost
+    # features need no pass over every cache entry and window task (`envs.observation.future_costs`):
+    key_copies: chex.Array  # int32 [A * M], servers whose prefix cache holds the key
+    # int32 [A * M], unassigned tasks of the key among arrived, admitted workflows: workflows
+    # 0 .. min(n_arrived, next_admit) - 1 (arrivals are sorted and admitted in order)
+    key_pending: chex.Array
     # episode
     arrivals: chex.Array  # f32 [E + chunk], +inf past n_workflows
     wf_bank: chex.Array  # int32 [E], bank row of each workflow
