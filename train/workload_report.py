@@ -7,7 +7,8 @@ default. The FATE world needs the first three to matter: under round-robin each
 should be at least 5% of busy time. Residency must make choices too: of the
 loads that evict anything, the share that evicts only part of the server's
 resident set ("partial evictions", where LRU order decides what stays) should
-be at least 20% under EFT.
+be at least 20% under EFT; the report splits evicting loads by GPU type, since
+only servers that hold several models can keep part of their set.
 """
 
 from __future__ import annotations
@@ -34,12 +35,17 @@ def busy_shares(policy, params, seeds: int, seed: int = 0) -> dict:
     busy = float((np.asarray(dec.finish) - np.asarray(dec.start))[valid].sum())
     evicting = valid & (np.asarray(dec.n_evicted) > 0)
     partial = evicting & (np.asarray(dec.n_kept) > 0)
+    # the GPU type of the server each decision used: where partial evictions can happen at all
+    gpu = np.take_along_axis(np.asarray(state.servers.gpu), np.asarray(dec.server), axis=1)
+    by_gpu = {int(g): (int((evicting & (gpu == g)).sum()), int((partial & (gpu == g)).sum()))
+              for g in range(params.n_gpu_types)}
     # the rest of busy time is the fixed per-task overhead
     return {p: sums[p] / busy for p in PARTS} | {
         "overhead": 1 - sum(sums.values()) / busy,
         "evicting_loads": int(evicting.sum()),
         # of the loads that evict anything, the share that keeps part of the server's set (LRU chose)
         "partial_eviction": float(partial.sum() / max(evicting.sum(), 1)),
+        "evictions_by_gpu": by_gpu,  # GPU type index -> (evicting loads, partial ones)
     }
 
 
@@ -49,7 +55,8 @@ def main(argv=None):
     ap.add_argument("--seeds", type=int, default=8)
     ap.add_argument("--policies", default="round_robin,eft")
     a = ap.parse_args(argv)
-    params = make_params(EnvConfig(n_servers=a.servers))
+    config = EnvConfig(n_servers=a.servers)
+    params = make_params(config)
     print(f"share of busy server time, N={a.servers}, default load, {a.seeds} episodes")
     print(f"{'policy':<14}" + "".join(f"{lab:>16}" for lab in LABELS) + f"{'partial evictions':>20}")
     out = {}
@@ -60,6 +67,10 @@ def main(argv=None):
         out[name] = s
         print(f"{name:<14}" + "".join(f"{100 * s[p]:>15.1f}%" for p in PARTS)
               + f"{100 * s['partial_eviction']:>14.1f}% of {s['evicting_loads']}")
+    print("evicting loads (partial ones) by GPU type:")
+    gpus = [g.name for g in config.gpus]
+    for name, s in out.items():
+        print(f"{name:<14}" + "  ".join(f"{gpus[g]} {e} ({p})" for g, (e, p) in s["evictions_by_gpu"].items()))
     return out
 
 
