@@ -77,7 +77,7 @@ def observe(state: EnvState, params: EnvParams) -> Observation:
     co_parent = jnp.any(adjacency & is_child[None, :], axis=1) & (tidx != c) & assigned
     known_out = jnp.where(p_fin <= now, row.output, row.expected_output)
     # Local parents (same server, same model: spec v2) tokens and count per server, and co-parents'
-    # tokens, as one [3, T] x [T, N] product. The current task's parents have all finished.
+    # tokens, as one [3, T] -> [3, N] sum over tasks. The current task's parents have all finished.
     pf = (is_parent & (row.model == model)).astype(jnp.float32)
     per_task = jnp.stack([row.output * pf, pf, known_out * co_parent])  # [3, T]
     if t <= UNROLL_TASKS:  # unrolled over tasks: fuses, where a small batched matmul is a kernel of its own
@@ -221,7 +221,7 @@ def future_costs(state: EnvState, params: EnvParams, model, prefix_hit, evict):
     key_replicas = state.key_copies.astype(jnp.float32)
     ck, cs = state.servers.cache_key, state.servers.cache_stamp
 
-    share_m = jnp.minimum(1.0, fold(operator.add, key_pending.reshape(-1, m).T) / jnp.maximum(model_replicas, 1.0))
+    share_m = jnp.minimum(1.0, jnp.sum(key_pending.reshape(-1, m), axis=0) / jnp.maximum(model_replicas, 1.0))
     evict_reload = fold(operator.add, jnp.where(evict, share_m[None, :] * params.load_time[state.servers.gpu], 0.0))
 
     # Prefix keys dropped: those of evicted models, then the LRU key if this one misses a full cache.
