@@ -5,6 +5,7 @@ and the ratio.
 
     python -m analysis.bench_scoring                                 # K=2 seeds, 4 episodes, N=16..128
     python -m analysis.bench_scoring --seeds 4 --episodes 8 --sizes 16,48
+    python -m analysis.bench_scoring --per-n-only --sizes 16,48,128       # the study's way alone (faster)
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--episodes", type=int, default=4)
     ap.add_argument("--sizes", default="16,32,48,64,128")
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--per-n-only", action="store_true",
+                    help="time only one program per N (the study's way), e.g. to compare two commits")
     a = ap.parse_args(argv)
     sizes = tuple(int(n) for n in a.sizes.split(","))
     from envs import make_params, reset
@@ -44,13 +47,20 @@ def main(argv=None) -> dict:
     def run_alone():
         return [jax.block_until_ready(ev._net_seeds(stacked)) for ev in alone]
 
-    run_padded(), run_alone()  # compile both
+    ways = (("per_n", run_alone),) if a.per_n_only else (("padded", run_padded), ("per_n", run_alone))
+    for _, fn in ways:  # compile
+        fn()
     best = {"padded": np.inf, "per_n": np.inf}
     for _ in range(a.repeats):  # interleaved, so both see the same machine
-        for name, fn in (("padded", run_padded), ("per_n", run_alone)):
+        for name, fn in ways:
             t = time.perf_counter()
             fn()
             best[name] = min(best[name], time.perf_counter() - t)
+    if a.per_n_only:
+        out = {"sizes": list(sizes), "seeds": a.seeds, "episodes": a.episodes, "per_n_s": best["per_n"]}
+        print(f"N={','.join(map(str, sizes))}, {a.seeds} seeds x {a.episodes} episodes: one program per N "
+              f"{best['per_n']:.2f} s")
+        return out
     out = {"sizes": list(sizes), "seeds": a.seeds, "episodes": a.episodes, "padded_s": best["padded"],
            "per_n_s": best["per_n"], "ratio": best["padded"] / best["per_n"]}
     print(f"N={','.join(map(str, sizes))}, {a.seeds} seeds x {a.episodes} episodes: one padded program "

@@ -43,6 +43,8 @@ NOT_RUN = {
     "for n in 16 48": "a GPU benchmark loop (up to 65,536 envs)",
     "python -m envs.bench --servers $n": "the loop's body",
     "scripts/compare_train_bench.sh": "builds an old commit in a worktree and alternates minutes-long benchmarks",
+    "JUMANJI_PYTHON=": "scripts/compare_env_bench.sh: an old commit in a worktree, Jumanji in its own venv, minutes",
+    "python -m venv /tmp/jvenv": "installs Jumanji into a separate benchmark venv (network, minutes)",
     "python -m analysis.reproduce": "the tiny preset runs end to end in tests/analysis/test_reproduce.py "
                                     "(same main); cpu and gpu take hours",
     "python -m analysis.scale_study": "the tiny preset runs end to end in tests/analysis/test_scale_study.py "
