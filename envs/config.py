@@ -22,8 +22,23 @@ from envs.workload import Bank, generate_bank
 # The largest workflow a config may allow. Parent sets are bitsets of ceil(T / 32) words, so any
 # size works; this bound keeps a window of W slots x T tasks per env within reason.
 MAX_TASKS = 1024
+INITIAL_MODEL_DRAWS = ("demand", "uniform")
 
-DEFAULT_ROLE_MODELS = (("worker", "8B"), ("agent", "14B"), ("planner", "32B"), ("judge", "70B-fp8"), ("light", "3B"))
+RoleMap = tuple[tuple[str, str], ...]  # (role, model name) for every role of envs.templates.ROLES
+# One role map per app variant: app `v` of every template takes map `v mod len`. Two model families by
+# default, a large one (the 70B-fp8 judges) and a small one, so the workload mixes models that share a
+# server (the 3B with everything; 8B and 14B on H100/A100) with ones that fill it (32B, 70B-fp8), and
+# residency makes real choices (the spec's realism check; docs/environment.md has the measurement).
+DEFAULT_ROLE_MODELS: tuple[RoleMap, ...] = (
+    (("worker", "8B"), ("agent", "14B"), ("planner", "32B"), ("judge", "70B-fp8"), ("light", "3B")),
+    (("worker", "3B"), ("agent", "14B"), ("planner", "14B"), ("judge", "32B"), ("light", "3B")),
+)
+
+
+def _is_one_map(role_models) -> bool:
+    """A single map ((role, model), ...) rather than a tuple of maps."""
+    return len(role_models) > 0 and all(isinstance(x, (tuple, list)) and len(x) == 2 and isinstance(x[0], str)
+                                        for x in role_models)
 
 
 @dataclass(frozen=True)
@@ -34,7 +49,8 @@ class EnvConfig:
     gpu_types: tuple[str, ...] | None = None  # a fixed cluster instead of sampling
     gpus: tuple[catalog.GpuSpec, ...] = catalog.DEFAULT_GPUS
     models: tuple[catalog.ModelSpec, ...] = catalog.DEFAULT_MODELS
-    role_models: tuple[tuple[str, str], ...] = DEFAULT_ROLE_MODELS
+    # one role -> model map per app variant (a single map serves every app)
+    role_models: tuple[RoleMap, ...] | RoleMap = DEFAULT_ROLE_MODELS
     max_tasks: int = 16  # the largest workflow allowed
     # static task slots of every array (default: the workload's largest possible workflow, which
     # is below max_tasks for the default templates: 12), so no work is spent on slots no workflow fills
@@ -44,6 +60,9 @@ class EnvConfig:
     n_workflows: int | None = None  # or set E directly
     max_workflows: int | None = None  # static bound on E (default: E at max_servers)
     rho: float = 0.7
+    # the model each server starts with, among those that fit it: "demand" weighs each by its share of the
+    # workload's tasks (a model no task uses is never preloaded), "uniform" draws any fitting one (spec v1)
+    initial_models: str = "demand"
     # chain, fan_out, self_consistency, retrieve_generate, debate, layered (see docs/environment.md)
     template_weights: tuple[float, ...] = (0.5, 1.5, 2.0, 0.75, 2.0, 0.75)
     apps_per_template: int = 2
@@ -113,6 +132,13 @@ class EnvConfig:
     def window_capacity(self) -> int:
         return self.window if self.window is not None else max(8, 2 * self.padded_servers)
 
+    @property
+    def role_maps(self) -> tuple[tuple[str, dict[str, str]], ...]:
+        """(field name for errors, {role: model name}) per map; app variant v uses map v mod len."""
+        if _is_one_map(self.role_models):
+            return (("role_models", dict(self.role_models)),)
+        return tuple((f"role_models[{i}]", dict(m)) for i, m in enumerate(self.role_models))
+
     def model_index(self, name: str, field_name: str) -> int:
         names = [m.name for m in self.models]
         if name not in names:
@@ -139,6 +165,8 @@ class EnvConfig:
         need(isinstance(self.max_tasks, numbers.Integral) and 1 <= self.max_tasks <= MAX_TASKS, "max_tasks",
              f"must be an integer in 1..{MAX_TASKS}, got {self.max_tasks!r}")
         need(self.rho > 0 and np.isfinite(self.rho), "rho", f"must be > 0, got {self.rho}")
+        need(self.initial_models in INITIAL_MODEL_DRAWS, "initial_models",
+             f"must be one of {', '.join(INITIAL_MODEL_DRAWS)}, got {self.initial_models!r}")
         need(self.window_slots >= 1, "window", f"must be >= 1, got {self.window}")
         need(self.episode_workflows >= 1, "n_workflows", f"must be >= 1, got {self.episode_workflows}")
         need(self.workflow_bound >= self.episode_workflows, "max_workflows",
@@ -174,10 +202,12 @@ class EnvConfig:
              f"needs {len(tpl.TEMPLATES)} entries ({', '.join(tpl.TEMPLATE_NAMES)}), got {len(self.template_weights)}")
         need(all(w >= 0 for w in self.template_weights) and sum(self.template_weights) > 0, "template_weights", "must be >= 0 with a positive sum")
         need(self.apps_per_template >= 1, "apps_per_template", f"must be >= 1, got {self.apps_per_template}")
-        roles = dict(self.role_models)
-        for r in tpl.ROLES:
-            need(r in roles, "role_models", f"missing role {r!r}")
-            self.model_index(roles[r], f"role_models[{r!r}]")
+        need(isinstance(self.role_models, (tuple, list)) and len(self.role_models) > 0, "role_models",
+             "must be a map ((role, model), ...) or a non-empty tuple of such maps")
+        for fld, roles in self.role_maps:
+            for r in tpl.ROLES:
+                need(r in roles, fld, f"missing role {r!r}")
+                self.model_index(roles[r], f"{fld}[{r!r}]")
         if self.bank is None:
             for t, w in zip(tpl.TEMPLATES, self.template_weights):
                 if w > 0:
@@ -209,7 +239,7 @@ class EnvConfig:
             for b in range(self.bank.size):
                 used.update(int(x) for x in self.bank.model[b, : self.bank.n_tasks[b]])
             return sorted(used)
-        return sorted({self.model_index(name, "role_models") for _, name in self.role_models})
+        return sorted({self.model_index(name, fld) for fld, roles in self.role_maps for name in roles.values()})
 
     def fits_table(self) -> np.ndarray:
         return np.array([[m.mem_gb <= self.mem_headroom * g.mem_gb for m in self.models] for g in self.gpus])
@@ -217,9 +247,9 @@ class EnvConfig:
     def make_bank(self) -> Bank:
         if self.bank is not None:
             return self.bank
-        roles = {r: self.model_index(n, "role_models") for r, n in self.role_models}
+        maps = [{r: self.model_index(n, fld) for r, n in roles.items()} for fld, roles in self.role_maps]
         return generate_bank(self.bank_size, self.padded_tasks, self.template_weights, self.apps_per_template,
-                             roles, self.output_sigma, self.workload_seed)
+                             maps, self.output_sigma, self.workload_seed)
 
 
 def derive_bank_arrays(bank: Bank, config: EnvConfig) -> dict[str, np.ndarray]:
@@ -287,6 +317,17 @@ def work_per_workflow(bank: Bank, config: EnvConfig) -> np.ndarray:
     return np.array(out, np.float32)
 
 
+def initial_model_weights(fit: np.ndarray, tasks_per_model: np.ndarray, draw: str) -> np.ndarray:
+    """[G, M] weights of the model a server starts with. "demand": a fitting model's share of the
+    bank's tasks (a GPU type that fits none of the used models falls back to uniform over what fits);
+    "uniform": every fitting model alike."""
+    fit = fit.astype(np.float64)
+    if draw == "uniform":
+        return fit
+    w = fit * tasks_per_model[None, :].astype(np.float64)
+    return np.where(w.sum(axis=1, keepdims=True) > 0, w, fit)
+
+
 def make_params(config: EnvConfig | None = None) -> EnvParams:
     """Validate `config`, build (or take) the workflow bank and return EnvParams."""
     config = config or EnvConfig()
@@ -321,7 +362,7 @@ def make_params(config: EnvConfig | None = None) -> EnvParams:
         n_servers=jnp.int32(config.n_servers), gpu_weights=f32(g_w / g_w.sum()),
         anchor_weights=f32(anchor / anchor.sum()), fixed_gpus=jnp.asarray(fixed),
         gpu_mem=f32([g.mem_gb for g in config.gpus]), model_mem=f32([m.mem_gb for m in config.models]),
-        fits=jnp.asarray(fit),
+        fits=jnp.asarray(fit), init_weights=f32(initial_model_weights(fit, model_count.sum(axis=0), config.initial_models)),
         prefill_rate=f32([[g.prefill_tps_8b * 8 / p for p in params_b] for g in config.gpus]),
         decode_rate=f32([[g.decode_tps_8b * 8 / p for p in params_b] for g in config.gpus]),
         load_time=f32([[m.mem_gb / g.load_gbps for m in config.models] for g in config.gpus]),

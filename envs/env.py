@@ -84,7 +84,7 @@ def sample_cluster(key, params: EnvParams):
     gpu = jnp.where(jnp.arange(n) == 0, anchor, rest)
     gpu = jnp.where(params.fixed_gpus >= 0, params.fixed_gpus, gpu).astype(jnp.int32)
     active = jnp.arange(n) < params.n_servers
-    init_model = inverse_cdf(index_uniforms(k2, n), params.fits[gpu].astype(jnp.float32))  # uniform among fitting
+    init_model = inverse_cdf(index_uniforms(k2, n), params.init_weights[gpu])  # among the models that fit
     return gpu, active, init_model
 
 

@@ -44,6 +44,13 @@ def _delay(rng: np.random.Generator, lo: float, hi: float) -> float:
     return float(np.float32(rng.uniform(lo, hi)))
 
 
+def _guard(rng: np.random.Generator, answer: int) -> TaskDraft:
+    """A light guard (safety / format check) reads the final answer: the 3B call that ends most apps.
+    It runs where the answer was written when the 3B fits beside that model, so the 3B is often the
+    most recently used model there, and a later load evicts the big model but keeps the 3B."""
+    return TaskDraft("light", _u(rng, 100, 300), _u(rng, 5, 30), 0.0, (answer,))
+
+
 def chain(rng):
     """ReAct loop: think -> tool -> observe, repeated; each step reads the whole scratchpad so far."""
     n = _u(rng, 3, 8)
@@ -58,7 +65,7 @@ def chain(rng):
         ))
     # a stronger model writes the final answer from the whole scratchpad; a light guard checks it
     tasks.append(TaskDraft("judge", _u(rng, 100, 300), _u(rng, 40, 150), 0.0, tuple(range(n - 1))))
-    tasks.append(TaskDraft("light", _u(rng, 100, 300), _u(rng, 5, 30), 0.0, (n - 1,)))
+    tasks.append(_guard(rng, n - 1))
     return tasks
 
 
@@ -74,6 +81,7 @@ def fan_out(rng):
     # the joiner reads every worker's report: a large model prefilling many small-model outputs
     tasks.append(TaskDraft("judge", _u(rng, 100, 400), _u(rng, 40, 150), 0.0,
                            tuple(range(2, k + 2))))
+    tasks.append(_guard(rng, k + 2))
     return tasks
 
 
@@ -84,17 +92,20 @@ def self_consistency(rng):
     tasks = [TaskDraft("worker", prompt, _u(rng, 400, 1000), 0.0, ()) for _ in range(k)]
     tasks.append(TaskDraft("planner", _u(rng, 50, 200), _u(rng, 30, 120), 0.0, tuple(range(k))))
     tasks.append(TaskDraft("judge", _u(rng, 50, 200), _u(rng, 20, 80), 0.0, tuple(range(k + 1))))
+    tasks.append(_guard(rng, k + 1))
     return tasks
 
 
 def retrieve_generate(rng):
     """Query rewrite -> retrieval tool -> rerank over the context -> answer -> verify against the passages."""
-    return [
+    tasks = [
         TaskDraft("light", _u(rng, 100, 400), _u(rng, 40, 120), 0.0, ()),  # query rewriting
         TaskDraft("worker", _u(rng, 3000, 7000), _u(rng, 300, 800), _delay(rng, 0.3, 1.5), (0,)),
         TaskDraft("judge", _u(rng, 2000, 5000), _u(rng, 50, 200), 0.0, (0, 1)),
         TaskDraft("planner", _u(rng, 100, 300), _u(rng, 20, 80), 0.0, (1, 2)),  # checks the answer against the passages
     ]
+    tasks.append(_guard(rng, 3))
+    return tasks
 
 
 def debate(rng):
@@ -107,6 +118,7 @@ def debate(rng):
             tasks.append(TaskDraft("worker", _u(rng, 200, 800) if j == 0 else _u(rng, 50, 200),
                                    _u(rng, 400, 1000), 0.0, prev))
     tasks.append(TaskDraft("judge", _u(rng, 100, 300), _u(rng, 30, 100), 0.0, tuple(range(r * a))))
+    tasks.append(_guard(rng, r * a))
     return tasks
 
 
@@ -141,10 +153,10 @@ def layered(rng):
 
 TEMPLATES: tuple[Template, ...] = (
     Template("chain", 9, 29, (2000, 6000)),  # 7 steps reading every earlier one, a judge reading all 7, a guard
-    Template("fan_out", 11, 17, (3000, 8000)),  # a router, a planner, 8 workers, a joiner of 8
-    Template("self_consistency", 10, 17, (1000, 4000)),  # 8 samples, a verifier of 8, an aggregator of 9
-    Template("retrieve_generate", 4, 5, (1000, 3000)),
-    Template("debate", 10, 36, (1500, 5000)),  # 3 debaters x 3 rounds (0, 3, 6 parents each), a judge of 9
+    Template("fan_out", 12, 18, (3000, 8000)),  # a router, a planner, 8 workers, a joiner of 8, a guard
+    Template("self_consistency", 11, 18, (1000, 4000)),  # 8 samples, a verifier of 8, an aggregator of 9, a guard
+    Template("retrieve_generate", 5, 6, (1000, 3000)),  # rewrite, retrieve, answer, verify, guard
+    Template("debate", 11, 37, (1500, 5000)),  # 3 debaters x 3 rounds (0, 3, 6 parents each), a judge of 9, a guard
     Template("layered", 12, 45, (1000, 8000)),  # 4 layers of 3: 9 + 9 edges, then 3 synthesizers of 9
 )
 TEMPLATE_FNS = (chain, fan_out, self_consistency, retrieve_generate, debate, layered)

@@ -110,6 +110,7 @@ class EnvParams:
     gpu_mem: chex.Array = None  # [G]
     model_mem: chex.Array = None  # [M]
     fits: chex.Array = None  # [G,M] bool
+    init_weights: chex.Array = None  # [G,M] weights of the model a server of type g starts with (0 where it does not fit)
     prefill_rate: chex.Array = None  # [G,M] tokens/s
     decode_rate: chex.Array = None  # [G,M] tokens/s
     load_time: chex.Array = None  # [G,M] seconds

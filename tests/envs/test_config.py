@@ -5,6 +5,7 @@ import dataclasses
 import pytest
 
 from envs import EnvConfig, catalog, make_params
+from envs.config import DEFAULT_ROLE_MODELS
 
 
 @pytest.mark.parametrize("kwargs,field", [
@@ -21,7 +22,11 @@ from envs import EnvConfig, catalog, make_params
     (dict(n_servers=2, gpu_types=("L4", "L40S")), "gpu_types"),  # the 32B/70B models fit no server
     (dict(gpu_weights=(0.0, 0.0, 1.0, 1.0)), "gpu_weights"),  # no type can anchor the 70B model
     (dict(role_models=(("worker", "8B"), ("agent", "13B"), ("planner", "32B"), ("judge", "70B-fp8"))),
-     "role_models['agent']"),
+     "role_models['agent']"),  # a single map serves every app
+    (dict(role_models=(DEFAULT_ROLE_MODELS[0], (("worker", "3B"), ("agent", "13B")))), "role_models[1]['agent']"),
+    (dict(role_models=(DEFAULT_ROLE_MODELS[0], (("worker", "3B"),))), "role_models[1]"),  # roles missing
+    (dict(role_models=()), "role_models"),
+    (dict(initial_models="lru"), "initial_models"),
     (dict(net_latency_s=-0.1), "net_latency_s"),
     (dict(task_overhead_s=-1.0), "task_overhead_s"),
     (dict(gpus=(catalog.GpuSpec("H100", 80, -5, 150, 5),)), "gpus[0].prefill_tps_8b"),
@@ -41,8 +46,8 @@ def test_bad_config_names_the_field(kwargs, field):
 
 
 def test_max_tasks_is_fine_when_the_big_templates_are_off():
-    # only retrieve_generate (4 tasks)
-    make_params(EnvConfig(max_tasks=4, template_weights=(0, 0, 0, 1, 0, 0), bank_size=16))
+    # only retrieve_generate (5 tasks)
+    make_params(EnvConfig(max_tasks=5, template_weights=(0, 0, 0, 1, 0, 0), bank_size=16))
 
 
 def test_negative_tokens_in_a_workflow_file_are_refused(tmp_path):
@@ -81,3 +86,29 @@ def test_one_app_with_two_prefix_lengths_is_refused():
                      output_tokens=(1,), tool_delay=(0.0,), parents=((),))
     with pytest.raises(ValueError, match=r"workflows\[1\].prefix_tokens"):
         bank_from_specs([a, dataclasses.replace(a, prefix_tokens=200)], 4)
+
+
+def test_each_app_variant_takes_its_own_role_map():
+    """App v of every template uses role map v mod len (the default: a large family with 70B-fp8
+    judges, a small one with 3B workers), so both families' models appear, each in its own apps."""
+    import numpy as np
+
+    from envs import templates as tpl
+
+    config = EnvConfig(bank_size=512, apps_per_template=3)
+    bank = config.make_bank()
+    names = [m.name for m in config.models]
+    maps = [{r: names.index(m) for r, m in rm} for rm in DEFAULT_ROLE_MODELS]
+    seen = set()
+    for b in range(bank.size):
+        variant = int(bank.app_names[bank.app[b]].split("/")[1])
+        allowed = set(maps[variant % 2].values())
+        used = set(int(x) for x in bank.model[b, : bank.n_tasks[b]])
+        assert used <= allowed, (bank.app_names[bank.app[b]], used, allowed)
+        seen.add((variant, names.index("70B-fp8") in used))
+    assert (0, True) in seen and (2, True) in seen and not any(v == 1 and big for v, big in seen)
+    # a single map still serves every app
+    one = EnvConfig(bank_size=64, role_models=DEFAULT_ROLE_MODELS[0]).make_bank()
+    valid = np.arange(one.max_tasks)[None, :] < one.n_tasks[:, None]
+    assert set(np.unique(one.model[valid]).tolist()) == set(maps[0].values())
+    assert tpl.ROLES == tuple(r for r, _ in DEFAULT_ROLE_MODELS[1])

@@ -47,3 +47,39 @@ def test_arrival_rate_offers_rho_of_the_cold_capacity():
     # workflows are drawn uniformly from the bank
     counts = np.bincount(wf_bank[:, :e].ravel(), minlength=256)
     assert counts.min() > 0 and counts.max() < 3 * counts.mean()
+
+
+def _initial_models(config, n=300):
+    params = make_params(config)
+    draws = jax.jit(jax.vmap(lambda k: draw_episode(k, params)))(jax.random.split(jax.random.PRNGKey(1), n))
+    d = jax.device_get(draws)
+    return params, d.gpu[d.active], d.init_model[d.active]
+
+
+def test_servers_start_with_a_model_the_workload_uses_in_proportion_to_its_tasks():
+    """Spec v2 calibration: a server starts with one fitting model, drawn by the model's share of the
+    bank's tasks; the v1 draw (uniform among fitting models) preloads models no task ever calls."""
+    small = (("worker", "8B"), ("agent", "8B"), ("planner", "14B"), ("judge", "14B"), ("light", "3B"))
+    config = EnvConfig(n_servers=16, bank_size=256, role_models=small)
+    params, gpu, init = _initial_models(config)
+    names = [m.name for m in config.models]
+    unused = [names.index(m) for m in ("32B", "70B-fp8")]
+    assert not np.isin(init, unused).any()
+    assert np.asarray(params.fits)[gpu, init].all()
+    # on a B200 (every model fits) the draw follows the task shares
+    tasks = np.asarray(params.bank.model_count).sum(axis=0)
+    b200 = [g.name for g in config.gpus].index("B200")
+    freq = np.bincount(init[gpu == b200], minlength=len(names)) / (gpu == b200).sum()
+    np.testing.assert_allclose(freq, tasks / tasks.sum(), atol=0.04)
+    # the v1 draw, still available, does preload the unused ones
+    _, _, init_v1 = _initial_models(config.replace(initial_models="uniform"))
+    assert np.isin(init_v1, unused).mean() > 0.1
+
+
+def test_a_gpu_type_that_fits_no_used_model_still_starts_with_one_that_fits():
+    """A 24 GB L4 fits neither the 32B nor the 70B: with a workload of only those, its servers fall back
+    to a uniform draw among what fits rather than an empty one (an L4 can still host nothing useful)."""
+    big = tuple((r, "32B") for r in ("worker", "agent", "planner", "judge", "light"))
+    params, gpu, init = _initial_models(EnvConfig(n_servers=16, bank_size=64, role_models=big))
+    l4 = [g.name for g in EnvConfig().gpus].index("L4")
+    assert (gpu == l4).any() and np.asarray(params.fits)[gpu, init].all()

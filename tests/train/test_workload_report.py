@@ -1,5 +1,6 @@
-"""The default workload is the FATE world: under round-robin at N=16, model loads, app-prefix
-prefill and remote-parent prefill each take at least 5% of busy server time (the spec's realism check)."""
+"""The default workload is the FATE world (the spec's realism check): under round-robin at N=16, model
+loads, app-prefix prefill and remote-parent prefill each take at least 5% of busy server time, and under
+EFT at least a fifth of the loads that evict anything keep part of the server's set."""
 
 import pytest
 
@@ -20,13 +21,11 @@ def test_round_robin_busy_time_has_all_three_state_costs():
     assert by_gpu[3] == (by_gpu[3][0], 0) and by_gpu[3][0] > 0
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13 asks >= 20%; the spec's catalogs give 9.7% here (7.9% over 32 "
-                   "episodes): most evicting loads put an 8B on an H100 holding a 32B or 70B alone, which 72 GB "
-                   "cannot keep; role maps tried reach 12% (docs/environment.md)")
 def test_under_eft_lru_order_decides_what_stays_in_a_fifth_of_evicting_loads():
-    """Spec v2: residency makes real choices (v1's catalogs never evicted part of a server's set)."""
-    shares = workload_report.busy_shares(earliest_finish, make_params(EnvConfig(n_servers=16)), seeds=8)
-    assert shares["evicting_loads"] >= 50, shares
+    """Spec v2: residency makes real choices (v1's catalogs never evicted part of a server's set, and
+    the v2 catalogs with v1's single role map and uniform initial models gave 7.9%)."""
+    shares = workload_report.busy_shares(earliest_finish, make_params(EnvConfig(n_servers=16)), seeds=32)
+    assert shares["evicting_loads"] >= 100, shares  # enough loads for the share to mean something
     assert shares["partial_eviction"] >= 0.20, shares
 
 
