@@ -130,15 +130,14 @@ def generate_bank(
     max_tasks: int,
     template_weights: tuple[float, ...],
     apps_per_template: int,
-    role_models: list[dict[str, int]] | dict[str, int],
+    role_models: list[dict[str, int]],
     output_sigma: float,
     seed: int,
 ) -> Bank:
     """Draw `bank_size` workflows from the templates with a seeded NumPy generator.
 
     `role_models` is one {role: model index} map per app variant (app `v` of a template uses map
-    `v mod len`), or a single map for every app."""
-    maps = [role_models] if isinstance(role_models, dict) else list(role_models)
+    `v mod len`)."""
     rng = np.random.default_rng(seed)
     w = np.asarray(template_weights, np.float64)
     w = w / w.sum()
@@ -152,7 +151,7 @@ def generate_bank(
         k = int(rng.choice(len(tpl.TEMPLATES), p=w))
         variant = int(rng.integers(apps_per_template))
         app = f"{tpl.TEMPLATES[k].name}/{variant}"
-        roles = maps[variant % len(maps)]
+        roles = role_models[variant % len(role_models)]
         drafts = tpl.TEMPLATE_FNS[k](rng)
         expected = np.array([d.expected_output_tokens for d in drafts], np.float64)
         out = true_output_tokens(expected, rng.standard_normal(len(drafts)), output_sigma)
