@@ -44,11 +44,15 @@ def _delay(rng: np.random.Generator, lo: float, hi: float) -> float:
     return float(np.float32(rng.uniform(lo, hi)))
 
 
-def _guard(rng: np.random.Generator, answer: int) -> TaskDraft:
-    """A light guard (safety / format check) reads the final answer: the 3B call that ends most apps.
+def _guard(rng: np.random.Generator, answer: int, evidence: tuple[int, ...] = ()) -> TaskDraft:
+    """A light guard (safety / grounding check) reads the final answer and the evidence the answer was
+    written from (the answer's parents): the 3B call that ends most apps.
+
     It runs where the answer was written when the 3B fits beside that model, so the 3B is often the
-    most recently used model there, and a later load evicts the big model but keeps the 3B."""
-    return TaskDraft("light", _u(rng, 100, 300), _u(rng, 5, 30), 0.0, (answer,))
+    most recently used model there, and a later load evicts the big model but keeps the 3B. Reading
+    the evidence makes it a small model prefilling many outputs of other tasks (the remote-parent
+    cost the realism check asks for)."""
+    return TaskDraft("light", _u(rng, 100, 300), _u(rng, 5, 30), 0.0, tuple(sorted({answer, *evidence})))
 
 
 def chain(rng):
@@ -65,7 +69,7 @@ def chain(rng):
         ))
     # a stronger model writes the final answer from the whole scratchpad; a light guard checks it
     tasks.append(TaskDraft("judge", _u(rng, 100, 300), _u(rng, 40, 150), 0.0, tuple(range(n - 1))))
-    tasks.append(_guard(rng, n - 1))
+    tasks.append(_guard(rng, n - 1, tasks[n - 1].parents))
     return tasks
 
 
@@ -81,7 +85,7 @@ def fan_out(rng):
     # the joiner reads every worker's report: a large model prefilling many small-model outputs
     tasks.append(TaskDraft("judge", _u(rng, 100, 400), _u(rng, 40, 150), 0.0,
                            tuple(range(2, k + 2))))
-    tasks.append(_guard(rng, k + 2))
+    tasks.append(_guard(rng, k + 2, tasks[k + 2].parents))
     return tasks
 
 
@@ -89,10 +93,11 @@ def self_consistency(rng):
     """k independent samples; a verifier scores them all; an aggregator picks the answer from samples and scores."""
     k = _u(rng, 3, 8)
     prompt = _u(rng, 500, 2500)
-    tasks = [TaskDraft("worker", prompt, _u(rng, 400, 1000), 0.0, ()) for _ in range(k)]
+    # each sample is a full reasoning chain
+    tasks = [TaskDraft("worker", prompt, _u(rng, 500, 1200), 0.0, ()) for _ in range(k)]
     tasks.append(TaskDraft("planner", _u(rng, 50, 200), _u(rng, 30, 120), 0.0, tuple(range(k))))
     tasks.append(TaskDraft("judge", _u(rng, 50, 200), _u(rng, 20, 80), 0.0, tuple(range(k + 1))))
-    tasks.append(_guard(rng, k + 1))
+    tasks.append(_guard(rng, k + 1, tasks[k + 1].parents))
     return tasks
 
 
@@ -104,7 +109,7 @@ def retrieve_generate(rng):
         TaskDraft("judge", _u(rng, 2000, 5000), _u(rng, 50, 200), 0.0, (0, 1)),
         TaskDraft("planner", _u(rng, 100, 300), _u(rng, 20, 80), 0.0, (1, 2)),  # checks the answer against the passages
     ]
-    tasks.append(_guard(rng, 3))
+    tasks.append(_guard(rng, 3, tasks[3].parents))
     return tasks
 
 
@@ -116,9 +121,9 @@ def debate(rng):
         prev = tuple(range(j * a))
         for _ in range(a):
             tasks.append(TaskDraft("worker", _u(rng, 200, 800) if j == 0 else _u(rng, 50, 200),
-                                   _u(rng, 400, 1000), 0.0, prev))
+                                   _u(rng, 500, 1200), 0.0, prev))
     tasks.append(TaskDraft("judge", _u(rng, 100, 300), _u(rng, 30, 100), 0.0, tuple(range(r * a))))
-    tasks.append(_guard(rng, r * a))
+    tasks.append(_guard(rng, r * a, tasks[r * a].parents))
     return tasks
 
 
@@ -152,11 +157,11 @@ def layered(rng):
 
 
 TEMPLATES: tuple[Template, ...] = (
-    Template("chain", 9, 29, (2000, 6000)),  # 7 steps reading every earlier one, a judge reading all 7, a guard
-    Template("fan_out", 12, 18, (3000, 8000)),  # a router, a planner, 8 workers, a joiner of 8, a guard
-    Template("self_consistency", 11, 18, (1000, 4000)),  # 8 samples, a verifier of 8, an aggregator of 9, a guard
-    Template("retrieve_generate", 5, 6, (1000, 3000)),  # rewrite, retrieve, answer, verify, guard
-    Template("debate", 11, 37, (1500, 5000)),  # 3 debaters x 3 rounds (0, 3, 6 parents each), a judge of 9, a guard
+    Template("chain", 9, 36, (2000, 6000)),  # 7 steps reading every earlier one, a judge reading all 7, a guard of 8
+    Template("fan_out", 12, 26, (3000, 8000)),  # a router, a planner, 8 workers, a joiner of 8, a guard of 9
+    Template("self_consistency", 11, 27, (1000, 4000)),  # 8 samples, a verifier of 8, an aggregator of 9, a guard of 10
+    Template("retrieve_generate", 5, 8, (1000, 3000)),  # rewrite, retrieve, answer, verify (of 2), guard (of 3)
+    Template("debate", 11, 46, (1500, 5000)),  # 3 debaters x 3 rounds (0, 3, 6 parents each), a judge of 9, a guard of 10
     Template("layered", 12, 45, (1000, 8000)),  # 4 layers of 3: 9 + 9 edges, then 3 synthesizers of 9
 )
 TEMPLATE_FNS = (chain, fan_out, self_consistency, retrieve_generate, debate, layered)

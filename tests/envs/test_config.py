@@ -61,22 +61,29 @@ def test_negative_tokens_in_a_workflow_file_are_refused(tmp_path):
 
 
 def test_templates_respect_their_declared_size_and_order():
+    """Task and edge counts stay within what each template declares (the task axis and the DAG view's
+    edge slots are sized from them), and the declared bounds are reached where a draw is deterministic
+    at its largest (every template but `layered`, whose parent sets are random)."""
     import numpy as np
 
     from envs import templates as tpl
 
     rng = np.random.default_rng(0)
     for t, fn in zip(tpl.TEMPLATES, tpl.TEMPLATE_FNS):
-        sizes = set()
+        sizes, edges = set(), set()
         for _ in range(500):
             tasks = fn(rng)
             sizes.add(len(tasks))
+            edges.add(sum(len(d.parents) for d in tasks))
             assert 1 <= len(tasks) <= t.max_tasks, t.name
+            assert edges and max(edges) <= t.max_edges, (t.name, max(edges))
             for i, d in enumerate(tasks):
                 assert all(0 <= p < i for p in d.parents), (t.name, i, d.parents)
                 assert d.role in tpl.ROLES and d.input_tokens >= 0 and d.expected_output_tokens >= 1
                 assert d.tool_delay >= 0
         assert max(sizes) == t.max_tasks, (t.name, max(sizes))
+        if t.name != "layered":
+            assert max(edges) == t.max_edges, (t.name, max(edges))
 
 
 def test_one_app_with_two_prefix_lengths_is_refused():
