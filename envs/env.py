@@ -17,7 +17,7 @@ from jax import lax
 
 from envs import bitset
 from envs.observation import observe
-from envs.residency import lru_evictions
+from envs.residency import eviction_bits, evicted
 from envs.sizes import active_slots, episode_workflows
 from envs.types import Decision, EnvParams, EnvState, EpisodeDraw, Observation, ServerState, SlotState, TaskState
 
@@ -134,9 +134,12 @@ def reset_from(params: EnvParams, draw: EpisodeDraw) -> tuple[Observation, EnvSt
     ready0 = jnp.broadcast_to(slot_arrival[:, None], (w_slots, t))
     nr = jnp.where(occupied, slot_arrival + params.bank.root_delay[slot_bank], INF)
     nt = params.bank.root_task[slot_bank]
+    stamp0 = jnp.full((n, m), -1, jnp.int32)
+    caps = params.mem_headroom * params.gpu_mem[gpu]
     servers = ServerState(
-        gpu=gpu, active=active, free_at=jnp.zeros(n, jnp.float32), resident=resident,
-        model_stamp=jnp.full((n, m), -1, jnp.int32), cache_key=jnp.full((n, k), -1, jnp.int32),
+        gpu=gpu, active=active, free_at=jnp.zeros(n, jnp.float32), resident=resident, model_stamp=stamp0,
+        evict_if=jax.vmap(eviction_bits, in_axes=(0, 0, None, 0))(resident, stamp0, params.model_mem, caps),
+        cache_key=jnp.full((n, k), -1, jnp.int32),
         cache_stamp=jnp.full((n, k), -1, jnp.int32), recent_finish=jnp.full((n, q), -INF),
         recent_start=jnp.zeros((n, q), jnp.float32), recent_expected=jnp.zeros((n, q), jnp.float32),
         n_assigned=jnp.zeros(n, jnp.int32), busy=jnp.zeros(n, jnp.float32))
@@ -241,9 +244,10 @@ def step(key, state: EnvState, action, params: EnvParams) -> tuple[Observation, 
     res, stamp = state.servers.resident[s], state.servers.model_stamp[s]
     midx = jnp.arange(m)
     need_load = ~res[model]
-    evict = lru_evictions(res, stamp, model, params.model_mem, params.mem_headroom * params.gpu_mem[g])
+    evict = evicted(state.servers.evict_if[s, model], m)  # the LRU rule's answer, kept per server
     new_res = (res & ~evict) | (midx == model)
     new_stamp = jnp.where(midx == model, state.decisions, stamp)
+    new_evict_if = eviction_bits(new_res, new_stamp, params.model_mem, params.mem_headroom * params.gpu_mem[g])
     load_s = jnp.where(need_load, params.load_time[g, model], 0.0)
 
     # --- prefix cache: drop entries of evicted models, then look up / insert (LRU) ---
@@ -283,6 +287,7 @@ def step(key, state: EnvState, action, params: EnvParams) -> tuple[Observation, 
         free_at=at_s(sv.free_at, finish),
         resident=at_s(sv.resident, new_res),
         model_stamp=at_s(sv.model_stamp, new_stamp),
+        evict_if=at_s(sv.evict_if, new_evict_if),
         cache_key=at_s(sv.cache_key, ck),
         cache_stamp=at_s(sv.cache_stamp, cs),
         recent_finish=at_s(sv.recent_finish, jnp.where(ring, finish, sv.recent_finish[s])),

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from envs import bitset
-from envs.residency import lru_evictions
+from envs.residency import evicted
 from envs.sizes import episode_workflows
 from envs.types import DagView, EnvParams, EnvState, Observation
 
@@ -104,16 +104,10 @@ def observe(state: EnvState, params: EnvParams) -> Observation:
     est_dur = load + prompt / pre + row.expected_output[c] / dec + params.task_overhead_s
     used = fold(operator.add, jnp.where(state.servers.resident, params.model_mem[None, :], 0.0))
     cap = params.mem_headroom * params.gpu_mem[gpu]
-    evict = jax.vmap(lru_evictions, in_axes=(0, 0, None, None, 0))(
-        state.servers.resident, state.servers.model_stamp, model, params.model_mem, cap)  # [N, M]: what loading here evicts
+    evict = evicted(state.servers.evict_if[:, model], m)  # [N, M]: what loading here evicts (kept by the step)
     evict_reload, prefix_churn = future_costs(state, params, model, prefix_hit, evict)
     on = state.servers.active.astype(jnp.float32)
-    cols = [
-        on,
-        fits.astype(jnp.float32),
-        pre * KTOK,
-        dec * KTOK,
-        params.gpu_mem[gpu],
+    dynamic = [
         cap - used,
         est_free - now,
         resident.astype(jnp.float32),
@@ -129,8 +123,12 @@ def observe(state: EnvState, params: EnvParams) -> Observation:
         evict_reload,
         prefix_churn * KTOK,
         child_co_tok * KTOK,
-    ] + [(gpu == g).astype(jnp.float32) for g in range(params.n_gpu_types)]
-    servers = jnp.stack([col * on for col in cols], axis=0).T  # feature-major first: faster on XLA CPU
+    ]
+    # Columns that depend only on (GPU type, this task's model) come from one [G, F] table row per
+    # server: one gather instead of a kernel per column.
+    by_gpu = server_constants(params, model)  # [G, 4 + G]: fits, prefill, decode, mem, GPU one-hot
+    const = by_gpu[gpu]  # [N, 4 + G]
+    servers = jnp.concatenate([on[:, None], const[:, :4], jnp.stack(dynamic, axis=-1), const[:, 4:]], axis=-1) * on[:, None]
 
     # --- the workflow DAG ---
     vf = valid.astype(jnp.float32)
@@ -165,6 +163,18 @@ def observe(state: EnvState, params: EnvParams) -> Observation:
     task, servers, globals_ = (jnp.where(live, x, 0.0) for x in (task, servers, globals_))
     dag = dag.replace(nodes=jnp.where(live, dag.nodes, 0.0))
     return Observation(task=task, servers=servers, dag=dag, action_mask=mask, globals=globals_)
+
+
+def server_constants(params: EnvParams, model):
+    """[G, 4 + G] per GPU type: the model fits, its prefill and decode rates (ktok/s), the GPU's
+    memory, then the GPU type's one-hot (the server features that depend on nothing else)."""
+    g = params.n_gpu_types
+    return jnp.concatenate([jnp.stack([
+        params.fits[:, model].astype(jnp.float32),
+        params.prefill_rate[:, model] * KTOK,
+        params.decode_rate[:, model] * KTOK,
+        params.gpu_mem,
+    ], axis=-1), jnp.eye(g, dtype=jnp.float32)], axis=-1)
 
 
 def expected_drain(state: EnvState, params: EnvParams):

@@ -149,6 +149,9 @@ class ServerState:
     free_at: chex.Array  # f32 [N]
     resident: chex.Array  # bool [N,M]
     model_stamp: chex.Array  # int32 [N,M], decision seq that last used the model
+    # int32 [N,M]: bit j of [s, i] is set when loading model i on server s would evict model j (the LRU
+    # rule's answer for the current resident set and stamps, kept by the step: envs.residency)
+    evict_if: chex.Array
     cache_key: chex.Array  # int32 [N,K], app*M + model, -1 empty
     cache_stamp: chex.Array  # int32 [N,K]
     recent_finish: chex.Array  # f32 [N,Q] ring of the last Q placements' (true) finish times

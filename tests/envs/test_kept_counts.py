@@ -1,11 +1,13 @@
-"""The per-key counts the step keeps in the state equal the same counts taken from scratch.
+"""The per-key counts and the eviction table the step keeps in the state equal the same taken from scratch.
 
 `EnvState.key_pending` (unassigned tasks of arrived, admitted workflows per prefix key) and
 `EnvState.key_copies` (servers caching each key) feed the observation's future-cost features; the
 step updates them incrementally so the observation need not scan the window and every cache. Here
 they are recounted from the window and the caches at every state of random episodes: low loads
 (workflows admitted into slots before they arrive, so not yet open), high loads (arrived workflows
-queued for a slot) and small windows (many admissions).
+queued for a slot) and small windows (many admissions). `ServerState.evict_if` (what loading each
+model on each server would evict) is recomputed by the LRU rule from every server's resident set and
+stamps at the same states.
 """
 
 import functools
@@ -16,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from envs import EnvConfig, bitset, make_params, reset, step
+from envs.residency import eviction_bits
 from envs.rollout import max_decisions
 
 MAX_N = 8
@@ -35,6 +38,13 @@ def counts_from_scratch(state, params):
     return key_pending, key_copies
 
 
+def eviction_table_from_scratch(state, params):
+    """`ServerState.evict_if` recomputed: the LRU rule run for every server and incoming model."""
+    caps = params.mem_headroom * params.gpu_mem[state.servers.gpu]
+    return jax.vmap(eviction_bits, in_axes=(0, 0, None, 0))(state.servers.resident, state.servers.model_stamp,
+                                                            params.model_mem, caps)
+
+
 @functools.cache
 def setup(window: int):
     config = EnvConfig(n_servers=MAX_N, bank_size=128, n_workflows=24, window=window, workload_seed=5, arrival_chunk=2)
@@ -48,6 +58,7 @@ def setup(window: int):
             obs, state = carry
             kp, kc = counts_from_scratch(state, params)
             wrong = jnp.sum(kp != state.key_pending) + jnp.sum(kc != state.key_copies)  # finished states too
+            wrong += jnp.sum(eviction_table_from_scratch(state, params) != state.servers.evict_if)
             unopened = jnp.sum((state.slots.seq >= 0) & (state.slots.arrival > state.clock))
             action = jax.random.randint(k, (), 0, params.max_servers)  # invalid ones too: redirected
             obs, state, *_ = step(k, state, action, params)
