@@ -27,9 +27,10 @@ FORMAT_KEY = "_format"
 RUNNER_KEY = "_runner"
 # The layout of the saved training state (params, optimizer, env states), which only an exact resume
 # reads: 1 before envs.types.EnvState grouped its fields (servers, slots, tasks), 2 after, 3 since the
-# state keeps per-key counts (`key_copies`, `key_pending`). A resume of another layout stops with one
-# line; the parameters of any layout still load for evaluation.
-RUNNER_FORMAT = 3
+# state keeps per-key counts (`key_copies`, `key_pending`), 4 since each server keeps its eviction
+# table (`ServerState.evict_if`). A resume of another layout stops with one line; the parameters of
+# any layout still load for evaluation.
+RUNNER_FORMAT = 4
 
 
 class CheckpointError(RuntimeError):
