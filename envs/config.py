@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from envs import bitset, catalog
+from envs.residency import MAX_MODELS
 from envs import templates as tpl
 from envs.types import BankArrays, EnvParams, pack_bank
 from envs.workload import Bank, generate_bank
@@ -159,6 +160,8 @@ class EnvConfig:
         need(isinstance(self.n_servers, numbers.Integral) and not isinstance(self.n_servers, bool) and self.n_servers >= 1,
              "n_servers", f"must be an integer >= 1, got {self.n_servers!r}")
         need(self.workflows_per_server > 0, "workflows_per_server", f"must be > 0, got {self.workflows_per_server}")
+        need(1 <= len(self.models) <= MAX_MODELS, "models",
+             f"the catalog may hold 1 to {MAX_MODELS} models (the state keeps one bit per model), got {len(self.models)}")
         for fld, names in (("gpus", [g.name for g in self.gpus]), ("models", [m.name for m in self.models])):
             need(len(set(names)) == len(names), fld, f"names must be unique, got {names}")
         need(self.padded_servers >= self.n_servers, "max_servers", f"{self.max_servers} is below n_servers={self.n_servers}")

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
+MAX_MODELS = 31  # `eviction_bits` keeps one bit per model in an int32 word (EnvConfig validates the catalog)
+
 
 def lru_evictions(resident, stamp, model, model_mem, cap):
     """Models that loading `model` on one server evicts: least recently used first, until it fits.

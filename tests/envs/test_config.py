@@ -86,6 +86,16 @@ def test_templates_respect_their_declared_size_and_order():
             assert max(edges) == t.max_edges, (t.name, max(edges))
 
 
+def test_a_catalog_of_more_models_than_the_eviction_table_holds_is_refused():
+    """`ServerState.evict_if` keeps one bit per model in an int32: 31 models at most, said in one line."""
+    from envs import catalog
+
+    extra = tuple(catalog.ModelSpec(name=f"m{i}", params_b=1.0, mem_gb=1.0) for i in range(32 - len(catalog.DEFAULT_MODELS)))
+    with pytest.raises(ValueError, match=r"^models: the catalog may hold 1 to 31 models .*got 32$"):
+        EnvConfig(models=catalog.DEFAULT_MODELS + extra).validate()
+    EnvConfig(models=catalog.DEFAULT_MODELS + extra[:-1]).validate()  # 31 is fine
+
+
 def test_one_app_with_two_prefix_lengths_is_refused():
     from envs.workload import WorkflowSpec, bank_from_specs
 
