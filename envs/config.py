@@ -15,8 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from envs import bitset, catalog
-from envs.residency import MAX_MODELS
 from envs import templates as tpl
+from envs.residency import MAX_MODELS
 from envs.types import BankArrays, EnvParams, pack_bank
 from envs.workload import Bank, generate_bank
 

@@ -17,7 +17,7 @@ from jax import lax
 
 from envs import bitset
 from envs.observation import observe
-from envs.residency import eviction_bits, evicted
+from envs.residency import evicted, eviction_bits
 from envs.sizes import active_slots, episode_workflows
 from envs.types import Decision, EnvParams, EnvState, EpisodeDraw, Observation, ServerState, SlotState, TaskState
 
